@@ -1,0 +1,558 @@
+package pgflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgflow-go/pgflow/internal/backoff"
+	"github.com/pgflow-go/pgflow/internal/query"
+)
+
+// ConsumerConfig registers a handler for one queue.
+type ConsumerConfig struct {
+	Queue   string
+	Handler Handler
+	// Workers is how many handlers run at once. Default 1.
+	Workers int
+	// MaxBatch bounds how many messages one claim takes. Default: Workers,
+	// at most 1000. A claim never takes more than the free workers.
+	MaxBatch int
+	// Declare, when set, declares the queue with these settings at Start;
+	// otherwise the queue keeps its stored settings (created with defaults
+	// if missing).
+	Declare *QueueConfig
+}
+
+// Consume registers a consumer. Call it before Start; one consumer per queue
+// and client.
+func (c *Client) Consume(cfg ConsumerConfig) error {
+	if err := ValidateQueueName(cfg.Queue); err != nil {
+		return err
+	}
+	if cfg.Handler == nil {
+		return inputErr(ErrInvalidConfig, "handler", cfg.Queue, "is nil")
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 1
+	}
+	if cfg.Workers < 1 || cfg.Workers > 10000 {
+		return inputErr(ErrInvalidConfig, "workers", cfg.Queue, "must be 1-10000, got %d", cfg.Workers)
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = min(cfg.Workers, 1000)
+	}
+	if cfg.Declare != nil {
+		d := *cfg.Declare
+		if d.Name == "" {
+			d.Name = cfg.Queue
+		}
+		if d.Name != cfg.Queue {
+			return inputErr(ErrInvalidConfig, "declare.name", d.Name, "differs from the consumer's queue %q", cfg.Queue)
+		}
+		if err := d.normalize(); err != nil {
+			return err
+		}
+		cfg.Declare = &d
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClientStopped
+	}
+	if c.run != nil {
+		return inputErr(ErrInvalidConfig, "consumer", cfg.Queue, "cannot be added while the client runs; Stop first")
+	}
+	if _, dup := c.consumers[cfg.Queue]; dup {
+		return inputErr(ErrInvalidConfig, "consumer", cfg.Queue, "is already registered on this client")
+	}
+	c.consumers[cfg.Queue] = &consumer{client: c, cfg: cfg}
+	return nil
+}
+
+// runState is what one Start…Stop span owns.
+type runState struct {
+	fetchCtx    context.Context // cancelled first at Stop: no new claims
+	stopFetch   context.CancelFunc
+	handlerCtx  context.Context // cancelled when Stop's deadline passes
+	stopHandler context.CancelFunc
+	bgCtx       context.Context // listener, rescuer, heartbeats
+	stopBg      context.CancelFunc
+
+	fetchers sync.WaitGroup
+	workers  sync.WaitGroup
+	bg       sync.WaitGroup
+
+	acks  *ackFlusher
+	fails *failFlusher
+}
+
+var errNotStarted = errors.New("pgflow: client not started")
+
+// Start launches the registered consumers, the lease rescuer and, unless
+// PollOnly, the notification listener. It returns once every consumer's
+// queue is ready; the consumers then run until Stop.
+func (c *Client) Start(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClientStopped
+	}
+	if c.run != nil {
+		return fmt.Errorf("%w: already started", ErrInvalidConfig)
+	}
+	for _, cs := range c.consumers {
+		if cs.cfg.Declare != nil {
+			if err := c.DeclareQueue(ctx, *cs.cfg.Declare); err != nil {
+				return err
+			}
+		} else if err := c.ensureQueue(ctx, cs.cfg.Queue); err != nil {
+			return err
+		}
+		if err := cs.loadSettings(ctx); err != nil {
+			return err
+		}
+	}
+	rs := &runState{}
+	rs.fetchCtx, rs.stopFetch = context.WithCancel(context.Background())
+	rs.handlerCtx, rs.stopHandler = context.WithCancel(context.Background())
+	rs.bgCtx, rs.stopBg = context.WithCancel(context.Background())
+	rs.acks = newAckFlusher(c)
+	rs.fails = newFailFlusher(c)
+	c.run = rs
+
+	for _, cs := range c.consumers {
+		cs.start(rs)
+	}
+	rs.bg.Add(1)
+	go func() {
+		defer rs.bg.Done()
+		c.rescueLoop(rs.bgCtx)
+	}()
+	if !c.cfg.PollOnly && len(c.consumers) > 0 {
+		rs.bg.Add(1)
+		go func() {
+			defer rs.bg.Done()
+			c.listen(rs.bgCtx)
+		}()
+	}
+	return nil
+}
+
+// Stop stops claiming, waits for running handlers until ctx is done, then
+// cancels the rest and hands their messages back so another consumer takes
+// them at once. Pending acknowledgements are written before it returns. It
+// returns ctx's error if handlers had to be cut short.
+func (c *Client) Stop(ctx context.Context) error {
+	c.mu.Lock()
+	rs := c.run
+	c.run = nil
+	consumers := make([]*consumer, 0, len(c.consumers))
+	for _, cs := range c.consumers {
+		consumers = append(consumers, cs)
+	}
+	c.mu.Unlock()
+	if rs == nil {
+		return errNotStarted
+	}
+	rs.stopFetch()
+	rs.fetchers.Wait()
+	for _, cs := range consumers {
+		close(cs.jobs)
+	}
+	drained := make(chan struct{})
+	go func() {
+		rs.workers.Wait()
+		close(drained)
+	}()
+	var stopErr error
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		stopErr = ctx.Err()
+		rs.stopHandler()
+		released := 0
+		relCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		for _, cs := range consumers {
+			released += cs.releaseAll(relCtx)
+		}
+		cancel()
+		c.log.Warn("pgflow: stop deadline passed; unfinished messages handed back", "released", released)
+	}
+	rs.stopBg()
+	rs.bg.Wait()
+	flushCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rs.acks.Stop(flushCtx)
+	rs.fails.Stop(flushCtx)
+	rs.stopHandler()
+	return stopErr
+}
+
+// consumer runs one queue's fetch loop and workers.
+type consumer struct {
+	client *Client
+	cfg    ConsumerConfig
+
+	settings struct {
+		sync.Mutex
+		lease time.Duration
+		retry backoff.Policy
+	}
+
+	jobs      chan *delivery
+	slotFreed chan struct{}
+	wake      chan struct{}
+
+	mu       sync.Mutex
+	inflight map[int64]*delivery
+	wakeAt   time.Time // earliest known future visible_at of local origin
+	timer    *time.Timer
+}
+
+type delivery struct {
+	msg    *Message
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+}
+
+func (cs *consumer) loadSettings(ctx context.Context) error {
+	qi, err := cs.client.Queue(ctx, cs.cfg.Queue)
+	if err != nil {
+		return err
+	}
+	cs.settings.Lock()
+	cs.settings.lease = qi.LeaseTimeout
+	cs.settings.retry = backoff.Policy{Base: qi.RetryDelay, Max: qi.MaxRetryDelay}
+	cs.settings.Unlock()
+	return nil
+}
+
+func (cs *consumer) lease() time.Duration {
+	cs.settings.Lock()
+	defer cs.settings.Unlock()
+	return cs.settings.lease
+}
+
+func (cs *consumer) retryPolicy() backoff.Policy {
+	cs.settings.Lock()
+	defer cs.settings.Unlock()
+	return cs.settings.retry
+}
+
+func (cs *consumer) start(rs *runState) {
+	cs.jobs = make(chan *delivery, cs.cfg.Workers)
+	cs.slotFreed = make(chan struct{}, 1)
+	cs.wake = make(chan struct{}, 1)
+	cs.inflight = map[int64]*delivery{}
+	cs.wakeAt = time.Time{}
+	cs.timer = time.AfterFunc(time.Hour, cs.poke)
+	cs.timer.Stop()
+	for range cs.cfg.Workers {
+		rs.workers.Add(1)
+		go func() {
+			defer rs.workers.Done()
+			cs.work(rs)
+		}()
+	}
+	rs.fetchers.Add(1)
+	go func() {
+		defer rs.fetchers.Done()
+		defer cs.timer.Stop()
+		cs.fetchLoop(rs)
+	}()
+	rs.bg.Add(1)
+	go func() {
+		defer rs.bg.Done()
+		cs.heartbeatLoop(rs.bgCtx)
+	}()
+}
+
+// poke wakes the fetch loop: there may be work.
+func (cs *consumer) poke() {
+	select {
+	case cs.wake <- struct{}{}:
+	default:
+	}
+}
+
+// pokeAt wakes the fetch loop at t, when a message this process knows of
+// becomes visible (a delayed publish or a retry).
+func (cs *consumer) pokeAt(t time.Time) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.timer == nil {
+		return
+	}
+	now := time.Now()
+	if !cs.wakeAt.IsZero() && cs.wakeAt.After(now) && !t.Before(cs.wakeAt) {
+		return
+	}
+	cs.wakeAt = t
+	cs.timer.Reset(max(t.Sub(now), 0) + time.Millisecond)
+}
+
+func (cs *consumer) freeSlots() int {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.cfg.Workers - len(cs.inflight)
+}
+
+func (cs *consumer) fetchLoop(rs *runState) {
+	ctx := rs.fetchCtx
+	c := cs.client
+	poll := time.NewTimer(c.cfg.PollInterval)
+	defer poll.Stop()
+	retry := backoff.Policy{Base: 50 * time.Millisecond, Max: 5 * time.Second}
+	failures := 0
+	maybeMore := true
+	for {
+		free := cs.freeSlots()
+		if free <= 0 {
+			select {
+			case <-cs.slotFreed:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		if !maybeMore {
+			select {
+			case <-cs.wake:
+			case <-poll.C:
+			case <-ctx.Done():
+				return
+			}
+			poll.Reset(c.cfg.PollInterval)
+		}
+		n := min(free, cs.cfg.MaxBatch)
+		msgs, err := cs.claim(ctx, n)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			d := retry.Delay(failures)
+			c.log.Warn("pgflow: claim failed; retrying", "queue", cs.cfg.Queue, "err", err, "retry_in", d)
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+			maybeMore = true
+			continue
+		}
+		failures = 0
+		for _, m := range msgs {
+			dctx, cancel := context.WithCancelCause(rs.handlerCtx)
+			d := &delivery{msg: m, ctx: dctx, cancel: cancel}
+			cs.mu.Lock()
+			cs.inflight[m.ID] = d
+			cs.mu.Unlock()
+			if len(c.hooks) > 0 {
+				c.emit(Event{Kind: EventReceived, Queue: m.Queue, MessageID: m.ID, Attempt: m.Attempt,
+					QueueWait: m.LeaseUntil.Add(-cs.lease()).Sub(m.VisibleAt), Headers: m.Headers})
+			}
+			cs.jobs <- d // never blocks: capacity is Workers and inflight ≤ Workers
+		}
+		maybeMore = len(msgs) == n
+	}
+}
+
+func (cs *consumer) claim(ctx context.Context, n int) ([]*Message, error) {
+	c := cs.client
+	// QueryExecModeCacheDescribe plans the claim for the current parameters
+	// every time: a plan cached while the table was empty must not be reused
+	// once it holds a backlog.
+	rows, err := c.pool.Query(ctx, c.q.Get(query.ClaimMessages), pgx.QueryExecModeCacheDescribe,
+		cs.cfg.Queue, n, c.cfg.ID, cs.lease().Milliseconds())
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Message, error) {
+		m := &Message{Queue: cs.cfg.Queue}
+		var prio int16
+		err := r.Scan(&m.ID, &m.Payload, &m.Headers, &prio, &m.Attempt, &m.RetryCount,
+			&m.CreatedAt, &m.VisibleAt, &m.LeaseUntil)
+		m.Priority = int(prio)
+		return m, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	// RETURNING has no order; hand out in claim order.
+	slices.SortFunc(msgs, func(a, b *Message) int {
+		if a.Priority != b.Priority {
+			return b.Priority - a.Priority
+		}
+		if cmp := a.VisibleAt.Compare(b.VisibleAt); cmp != 0 {
+			return cmp
+		}
+		return int(a.ID - b.ID)
+	})
+	return msgs, nil
+}
+
+func (cs *consumer) work(rs *runState) {
+	for d := range cs.jobs {
+		if rs.handlerCtx.Err() != nil {
+			// Stop's deadline passed: the message was released, skip it.
+			continue
+		}
+		cs.handle(rs, d)
+	}
+}
+
+func (cs *consumer) handle(rs *runState, d *delivery) {
+	c := cs.client
+	m := d.msg
+	start := time.Now()
+	err := cs.invoke(d.ctx, m)
+	took := time.Since(start)
+	leaseLost := errors.Is(context.Cause(d.ctx), ErrLeaseLost)
+	d.cancel(nil)
+	if err == nil {
+		if len(c.hooks) > 0 {
+			c.emit(Event{Kind: EventCompleted, Queue: m.Queue, MessageID: m.ID, Attempt: m.Attempt, HandlerDuration: took})
+		}
+		rs.acks.Add(ackItem{id: m.ID, attempt: m.Attempt})
+	} else if !leaseLost && rs.handlerCtx.Err() == nil {
+		// (A lost lease was already counted by the rescuer; a message cut
+		// short by Stop was released, not failed.)
+		delay, asked := retryDelay(err)
+		if !asked {
+			delay = cs.retryPolicy().Delay(m.RetryCount + 1)
+		}
+		rs.fails.Add(failItem{
+			id: m.ID, attempt: m.Attempt, queue: m.Queue, err: err, permanent: IsPermanent(err),
+			delay: delay, took: took, consumer: cs,
+		})
+	}
+	cs.mu.Lock()
+	delete(cs.inflight, m.ID)
+	cs.mu.Unlock()
+	select {
+	case cs.slotFreed <- struct{}{}:
+	default:
+	}
+}
+
+// invoke runs the handler, turning a panic into a *PanicError.
+func (cs *consumer) invoke(ctx context.Context, m *Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return cs.cfg.Handler(ctx, m)
+}
+
+// heartbeatLoop extends the leases of running handlers every third of the
+// lease, cancels handlers whose lease was taken over, and refreshes the
+// queue's settings.
+func (cs *consumer) heartbeatLoop(ctx context.Context) {
+	c := cs.client
+	for {
+		t := time.NewTimer(cs.lease() / 3)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+		if err := cs.loadSettings(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn("pgflow: reading queue settings failed", "queue", cs.cfg.Queue, "err", err)
+		}
+		cs.mu.Lock()
+		ids := make([]int64, 0, len(cs.inflight))
+		attempts := make([]int32, 0, len(cs.inflight))
+		for id, d := range cs.inflight {
+			ids = append(ids, id)
+			attempts = append(attempts, int32(d.msg.Attempt))
+		}
+		cs.mu.Unlock()
+		if len(ids) == 0 {
+			continue
+		}
+		rows, err := c.pool.Query(ctx, c.q.Get(query.ExtendLeases), ids, attempts, cs.lease().Milliseconds())
+		if err != nil {
+			if ctx.Err() == nil {
+				c.log.Warn("pgflow: lease heartbeat failed", "queue", cs.cfg.Queue, "err", err)
+			}
+			continue
+		}
+		kept, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			if ctx.Err() == nil {
+				c.log.Warn("pgflow: lease heartbeat failed", "queue", cs.cfg.Queue, "err", err)
+			}
+			continue
+		}
+		held := make(map[int64]bool, len(kept))
+		for _, id := range kept {
+			held[id] = true
+		}
+		cs.mu.Lock()
+		for i, id := range ids {
+			if d, ok := cs.inflight[id]; ok && !held[id] && d.msg.Attempt == int(attempts[i]) {
+				c.log.Warn("pgflow: lease lost; cancelling handler", "queue", cs.cfg.Queue, "id", id, "attempt", attempts[i])
+				d.cancel(ErrLeaseLost)
+			}
+		}
+		cs.mu.Unlock()
+	}
+}
+
+// releaseAll hands every in-flight message back to the queue.
+func (cs *consumer) releaseAll(ctx context.Context) int {
+	c := cs.client
+	cs.mu.Lock()
+	ids := make([]int64, 0, len(cs.inflight))
+	attempts := make([]int32, 0, len(cs.inflight))
+	for id, d := range cs.inflight {
+		ids = append(ids, id)
+		attempts = append(attempts, int32(d.msg.Attempt))
+		d.cancel(ErrClientStopped)
+	}
+	clear(cs.inflight)
+	cs.mu.Unlock()
+	if len(ids) == 0 {
+		return 0
+	}
+	tag, err := c.pool.Exec(ctx, c.q.Get(query.ReleaseMessages), ids, attempts)
+	if err != nil {
+		c.log.Error("pgflow: releasing messages at stop failed; they return when their lease expires", "queue", cs.cfg.Queue, "err", err, "messages", len(ids))
+		return 0
+	}
+	return int(tag.RowsAffected())
+}
+
+// wakeLocal pokes this client's consumer of queue, if any.
+func (c *Client) wakeLocal(queue string) {
+	c.mu.Lock()
+	cs := c.consumers[queue]
+	running := c.run != nil
+	c.mu.Unlock()
+	if cs != nil && running {
+		cs.poke()
+	}
+}
+
+func (c *Client) wakeAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.run == nil {
+		return
+	}
+	for _, cs := range c.consumers {
+		cs.poke()
+	}
+}

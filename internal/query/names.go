@@ -1,0 +1,26 @@
+package query
+
+// Statement names of the core engine, one constant per "-- name:" block in
+// sql/*.sql. Other areas keep their constants in names_<area>.go.
+const (
+	EnsureQueue          = "EnsureQueue"
+	UpsertQueue          = "UpsertQueue"
+	GetQueue             = "GetQueue"
+	ListQueueDefinitions = "ListQueueDefinitions"
+	SetQueuePaused       = "SetQueuePaused"
+	Notify               = "Notify"
+
+	InsertMessage       = "InsertMessage"
+	InsertMessageNotify = "InsertMessageNotify"
+	FindByDedupKey      = "FindByDedupKey"
+	InsertMessages      = "InsertMessages"
+
+	ClaimMessages       = "ClaimMessages"
+	AckMessages         = "AckMessages"
+	AckMessage          = "AckMessage"
+	FailMessages        = "FailMessages"
+	ExtendLeases        = "ExtendLeases"
+	ReleaseMessages     = "ReleaseMessages"
+	RescueExpiredLeases = "RescueExpiredLeases"
+)
+

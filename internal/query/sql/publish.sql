@@ -1,0 +1,66 @@
+-- Publishing.
+
+-- name: InsertMessage
+-- One message. $1 queue, $2 payload (JSON text), $3 headers (JSON text),
+-- $4 priority (NULL: the queue's), $5 delay in microseconds, $6 absolute
+-- visible_at (wins over $5 when not NULL), $7 dedup key (may be NULL).
+-- Returns nothing when the dedup key is taken.
+INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at, dedup_key)
+VALUES (
+    $1, $2::text::jsonb, $3::text::jsonb,
+    coalesce($4::smallint, (SELECT q.priority FROM {{schema}}.pgflow_queues q WHERE q.queue_name = $1), 0),
+    coalesce($6::timestamptz, now() + $5::bigint * interval '1 microsecond'),
+    $7::text)
+ON CONFLICT (queue_name, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
+RETURNING id;
+
+-- name: InsertMessageNotify
+-- InsertMessage plus a NOTIFY on channel $8 that is delivered when the
+-- caller's transaction commits (used by PublishTx).
+WITH ins AS (
+    INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at, dedup_key)
+    VALUES (
+        $1, $2::text::jsonb, $3::text::jsonb,
+        coalesce($4::smallint, (SELECT q.priority FROM {{schema}}.pgflow_queues q WHERE q.queue_name = $1), 0),
+        coalesce($6::timestamptz, now() + $5::bigint * interval '1 microsecond'),
+        $7::text)
+    ON CONFLICT (queue_name, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
+    RETURNING id
+)
+SELECT ins.id FROM ins, pg_notify($8, $1) AS n;
+
+-- name: FindByDedupKey
+SELECT id FROM {{schema}}.pgflow_messages WHERE queue_name = $1 AND dedup_key = $2;
+
+-- name: InsertMessages
+-- Many messages in one statement: parallel arrays, one element per message.
+-- Ids are drawn from the sequence up front so each input row knows its id;
+-- rows whose dedup key is taken get the id of the message holding the key.
+-- Returns one row per input, in input order; id is NULL only when the key's
+-- holder was inserted by a transaction this statement cannot see yet.
+WITH input AS (
+    SELECT nextval('{{schema}}.pgflow_messages_id_seq') AS id, i.*
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::timestamptz[], $7::text[])
+         WITH ORDINALITY AS i(queue_name, payload, headers, priority, delay_us, visible_at, dedup_key, ord)
+), ins AS (
+    INSERT INTO {{schema}}.pgflow_messages (id, queue_name, payload, headers, priority, visible_at, dedup_key)
+    SELECT i.id, i.queue_name, i.payload::jsonb, i.headers::jsonb,
+           coalesce(i.priority, q.priority, 0),
+           coalesce(i.visible_at, now() + i.delay_us * interval '1 microsecond'),
+           i.dedup_key
+    FROM input i
+    LEFT JOIN {{schema}}.pgflow_queues q ON q.queue_name = i.queue_name
+    ORDER BY i.ord
+    ON CONFLICT (queue_name, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
+    RETURNING id, queue_name, dedup_key
+)
+SELECT coalesce(
+           ins.id,
+           (SELECT m.id FROM {{schema}}.pgflow_messages m
+             WHERE m.queue_name = i.queue_name AND m.dedup_key = i.dedup_key),
+           (SELECT d.id FROM ins d
+             WHERE d.queue_name = i.queue_name AND d.dedup_key = i.dedup_key)) AS id,
+       ins.id IS NOT NULL AS inserted
+FROM input i
+LEFT JOIN ins ON ins.id = i.id
+ORDER BY i.ord;

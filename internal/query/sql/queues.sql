@@ -1,0 +1,40 @@
+-- Queue definitions.
+
+-- name: EnsureQueue
+-- Creates a queue with default settings if it does not exist yet.
+INSERT INTO {{schema}}.pgflow_queues (queue_name) VALUES ($1)
+ON CONFLICT (queue_name) DO NOTHING;
+
+-- name: UpsertQueue
+-- $1 name, $2 max_retries, $3 retry_delay_ms, $4 max_retry_delay_ms, $5 lease_ms, $6 priority
+INSERT INTO {{schema}}.pgflow_queues AS q
+    (queue_name, max_retries, retry_delay_ms, max_retry_delay_ms, lease_ms, priority)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (queue_name) DO UPDATE SET
+    max_retries = EXCLUDED.max_retries,
+    retry_delay_ms = EXCLUDED.retry_delay_ms,
+    max_retry_delay_ms = EXCLUDED.max_retry_delay_ms,
+    lease_ms = EXCLUDED.lease_ms,
+    priority = EXCLUDED.priority,
+    updated_at = now()
+WHERE (q.max_retries, q.retry_delay_ms, q.max_retry_delay_ms, q.lease_ms, q.priority)
+      IS DISTINCT FROM
+      (EXCLUDED.max_retries, EXCLUDED.retry_delay_ms, EXCLUDED.max_retry_delay_ms, EXCLUDED.lease_ms, EXCLUDED.priority);
+
+-- name: GetQueue
+SELECT queue_name, max_retries, retry_delay_ms, max_retry_delay_ms, lease_ms, priority, paused, created_at, updated_at
+FROM {{schema}}.pgflow_queues
+WHERE queue_name = $1;
+
+-- name: ListQueueDefinitions
+SELECT queue_name, max_retries, retry_delay_ms, max_retry_delay_ms, lease_ms, priority, paused, created_at, updated_at
+FROM {{schema}}.pgflow_queues
+ORDER BY queue_name;
+
+-- name: SetQueuePaused
+UPDATE {{schema}}.pgflow_queues SET paused = $2, updated_at = now()
+WHERE queue_name = $1
+RETURNING queue_name;
+
+-- name: Notify
+SELECT pg_notify($1, $2);

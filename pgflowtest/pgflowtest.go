@@ -1,0 +1,134 @@
+package pgflowtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgflow-go/pgflow/internal/schema"
+	"github.com/pgflow-go/pgflow/migrate"
+)
+
+// DefaultDatabaseURL is used when PGFLOW_TEST_DATABASE_URL is not set.
+const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+// DatabaseURL returns the test database's URL.
+func DatabaseURL() string {
+	if u := os.Getenv("PGFLOW_TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return DefaultDatabaseURL
+}
+
+// DB is an isolated pgflow installation for one test.
+type DB struct {
+	Pool   *pgxpool.Pool
+	Schema string
+	URL    string
+}
+
+// Options tune New.
+type Options struct {
+	// MaxConns bounds the pool (default 8).
+	MaxConns int32
+	// AppName sets application_name on every connection, so a test can find
+	// (and terminate) its own backends.
+	AppName string
+}
+
+// New creates a schema named pgflowtest_<random>, migrates it, and returns a
+// pool on it. The schema and pool go away when t ends.
+func New(t testing.TB, opts ...Options) *DB {
+	t.Helper()
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	if o.MaxConns == 0 {
+		o.MaxConns = 8
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg, err := pgxpool.ParseConfig(DatabaseURL())
+	if err != nil {
+		t.Fatalf("pgflowtest: parse database url: %v", err)
+	}
+	cfg.MaxConns = o.MaxConns
+	if o.AppName != "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = o.AppName
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("pgflowtest: connect: %v", err)
+	}
+	name := "pgflowtest_" + randomHex(6)
+	if _, err := migrate.Up(ctx, pool, name); err != nil {
+		pool.Close()
+		t.Fatalf("pgflowtest: migrate schema %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		pool.Close()
+		DropSchema(t, name)
+	})
+	return &DB{Pool: pool, Schema: name, URL: DatabaseURL()}
+}
+
+// DropSchema drops a schema created for a test, on a connection of its own.
+func DropSchema(t testing.TB, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, DatabaseURL())
+	if err != nil {
+		t.Errorf("pgflowtest: drop schema %s: %v", name, err)
+		return
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema.Quote(name)+" CASCADE"); err != nil {
+		t.Errorf("pgflowtest: drop schema %s: %v", name, err)
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Count returns the number of rows in one of the schema's tables matching
+// an optional WHERE clause (trusted test code only).
+func (db *DB) Count(t testing.TB, table, where string, args ...any) int {
+	t.Helper()
+	sql := "SELECT count(*) FROM " + schema.Quote(db.Schema) + "." + table
+	if where != "" {
+		sql += " WHERE " + where
+	}
+	var n int
+	if err := db.Pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatalf("pgflowtest: count %s: %v", table, err)
+	}
+	return n
+}
+
+// Exec runs SQL with search_path set to the test schema (trusted test code
+// only).
+func (db *DB) Exec(t testing.TB, sql string, args ...any) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		t.Fatalf("pgflowtest: exec: %v", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SET search_path TO "+schema.Quote(db.Schema)); err != nil {
+		t.Fatalf("pgflowtest: exec: %v", err)
+	}
+	defer conn.Exec(ctx, "RESET search_path") //nolint:errcheck
+	if _, err := conn.Exec(ctx, sql, args...); err != nil {
+		t.Fatalf("pgflowtest: exec %q: %v", sql, err)
+	}
+}

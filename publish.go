@@ -1,0 +1,286 @@
+package pgflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgflow-go/pgflow/internal/notify"
+	"github.com/pgflow-go/pgflow/internal/query"
+)
+
+// Publish commits one message to queue and returns its id. The message is
+// durable when Publish returns. payload is marshalled with encoding/json,
+// except []byte and json.RawMessage, which must already hold JSON.
+func (c *Client) Publish(ctx context.Context, queue string, payload any, opts ...PublishOption) (int64, error) {
+	id, err := c.publishOne(ctx, c.pool, false, queue, payload, opts)
+	c.afterPublish(queue, id, err, opts)
+	if err == nil {
+		c.wakeQueue(queue)
+	}
+	return id, err
+}
+
+// PublishTx writes one message in the caller's transaction: it becomes
+// visible to consumers when tx commits and vanishes if tx rolls back.
+// Consumers are notified at commit.
+func (c *Client) PublishTx(ctx context.Context, tx pgx.Tx, queue string, payload any, opts ...PublishOption) (int64, error) {
+	if tx == nil {
+		return 0, fmt.Errorf("%w: nil transaction", ErrInvalidConfig)
+	}
+	id, err := c.publishOne(ctx, tx, !c.cfg.PollOnly, queue, payload, opts)
+	c.afterPublish(queue, id, err, opts)
+	return id, err
+}
+
+func (c *Client) publishOne(ctx context.Context, db queryer, notifyInTx bool, queue string, payload any, opts []PublishOption) (int64, error) {
+	o, headers, err := buildOptions(opts)
+	if err != nil {
+		return 0, err
+	}
+	if err := ValidateQueueName(queue); err != nil {
+		return 0, err
+	}
+	body, err := encodePayload(payload, c.cfg.MaxPayloadBytes)
+	if err != nil {
+		return 0, err
+	}
+	if err := c.ensureQueue(ctx, queue); err != nil {
+		return 0, err
+	}
+	var prio, visibleAt, dedup any
+	if o.priority != nil {
+		prio = int16(*o.priority)
+	}
+	if o.visibleAt != nil {
+		visibleAt = *o.visibleAt
+	}
+	if o.dedupKey != nil {
+		dedup = *o.dedupKey
+	}
+	args := []any{queue, string(body), string(headers), prio, o.delay.Microseconds(), visibleAt, dedup}
+	stmt := c.q.Get(query.InsertMessage)
+	if notifyInTx {
+		stmt = c.q.Get(query.InsertMessageNotify)
+		args = append(args, c.channel)
+	}
+	// A dedup hit returns no row; the holder of the key may be acked between
+	// our insert and our lookup, so try a few times.
+	for range 3 {
+		var id int64
+		err := db.QueryRow(ctx, stmt, args...).Scan(&id)
+		if err == nil {
+			return id, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) || o.dedupKey == nil {
+			return 0, fmt.Errorf("pgflow: publish to %s: %w", queue, err)
+		}
+		err = db.QueryRow(ctx, c.q.Get(query.FindByDedupKey), queue, *o.dedupKey).Scan(&id)
+		if err == nil {
+			return id, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return 0, fmt.Errorf("pgflow: publish to %s: dedup lookup: %w", queue, err)
+		}
+	}
+	return 0, fmt.Errorf("pgflow: publish to %s: dedup key %q kept changing hands; try again", queue, *o.dedupKey)
+}
+
+// queryer is what both *pgxpool.Pool and pgx.Tx offer.
+type queryer interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func (c *Client) afterPublish(queue string, id int64, err error, opts []PublishOption) {
+	if len(c.hooks) == 0 {
+		return
+	}
+	if err != nil {
+		c.emit(Event{Kind: EventPublishFailed, Queue: queue, Err: err})
+		return
+	}
+	o, _, _ := buildOptions(opts)
+	c.emit(Event{Kind: EventPublished, Queue: queue, MessageID: id, Headers: o.headers})
+}
+
+// wakeQueue tells local consumers at once and other processes through a
+// debounced NOTIFY.
+func (c *Client) wakeQueue(queue string) {
+	c.wakeLocal(queue)
+	if c.notifier != nil {
+		c.notifier.Signal(queue)
+	}
+}
+
+// Outgoing is one message of a batch publish.
+type Outgoing struct {
+	Queue   string
+	Payload any
+	Options []PublishOption
+}
+
+// maxBatchRows bounds one INSERT statement; larger batches are split into
+// several statements inside one transaction.
+const maxBatchRows = 5000
+
+// PublishBatch commits many messages at once, all or none, and returns their
+// ids in input order. Messages whose dedup key is taken get the existing
+// message's id.
+func (c *Client) PublishBatch(ctx context.Context, msgs []Outgoing) ([]int64, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	var ids []int64
+	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		var err error
+		ids, err = c.publishBatch(ctx, tx, msgs)
+		return err
+	})
+	c.afterBatch(msgs, ids, err)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		if !seen[m.Queue] {
+			seen[m.Queue] = true
+			c.wakeQueue(m.Queue)
+		}
+	}
+	return ids, nil
+}
+
+// PublishBatchTx writes many messages in the caller's transaction.
+func (c *Client) PublishBatchTx(ctx context.Context, tx pgx.Tx, msgs []Outgoing) ([]int64, error) {
+	if tx == nil {
+		return nil, fmt.Errorf("%w: nil transaction", ErrInvalidConfig)
+	}
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	ids, err := c.publishBatch(ctx, tx, msgs)
+	if err == nil && !c.cfg.PollOnly {
+		seen := map[string]bool{}
+		for _, m := range msgs {
+			if !seen[m.Queue] {
+				seen[m.Queue] = true
+				if _, err = tx.Exec(ctx, c.q.Get(query.Notify), c.channel, m.Queue); err != nil {
+					err = fmt.Errorf("pgflow: notify: %w", err)
+					break
+				}
+			}
+		}
+	}
+	c.afterBatch(msgs, ids, err)
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+type batchColumns struct {
+	queues, payloads, headers []string
+	priorities                []*int32
+	delays                    []int64
+	visibleAts                []*time.Time
+	dedupKeys                 []*string
+}
+
+func (c *Client) publishBatch(ctx context.Context, tx pgx.Tx, msgs []Outgoing) ([]int64, error) {
+	cols := batchColumns{}
+	for i, m := range msgs {
+		o, headers, err := buildOptions(m.Options)
+		if err == nil {
+			err = ValidateQueueName(m.Queue)
+		}
+		var body []byte
+		if err == nil {
+			body, err = encodePayload(m.Payload, c.cfg.MaxPayloadBytes)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("message %d of the batch: %w", i, err)
+		}
+		cols.queues = append(cols.queues, m.Queue)
+		cols.payloads = append(cols.payloads, string(body))
+		cols.headers = append(cols.headers, string(headers))
+		var prio *int32
+		if o.priority != nil {
+			p := int32(*o.priority)
+			prio = &p
+		}
+		cols.priorities = append(cols.priorities, prio)
+		cols.delays = append(cols.delays, o.delay.Microseconds())
+		cols.visibleAts = append(cols.visibleAts, o.visibleAt)
+		cols.dedupKeys = append(cols.dedupKeys, o.dedupKey)
+	}
+	for _, q := range cols.queues {
+		if err := c.ensureQueue(ctx, q); err != nil {
+			return nil, err
+		}
+	}
+	ids := make([]int64, 0, len(msgs))
+	for start := 0; start < len(msgs); start += maxBatchRows {
+		end := min(start+maxBatchRows, len(msgs))
+		rows, err := tx.Query(ctx, c.q.Get(query.InsertMessages),
+			cols.queues[start:end], cols.payloads[start:end], cols.headers[start:end], cols.priorities[start:end],
+			cols.delays[start:end], cols.visibleAts[start:end], cols.dedupKeys[start:end])
+		if err != nil {
+			return nil, fmt.Errorf("pgflow: publish batch: %w", err)
+		}
+		chunk, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*int64, error) {
+			var id *int64
+			var inserted bool
+			err := r.Scan(&id, &inserted)
+			return id, err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("pgflow: publish batch: %w", err)
+		}
+		for i, id := range chunk {
+			if id == nil {
+				// The key's holder is not visible to the statement's snapshot
+				// (it committed while we ran): look again.
+				var found int64
+				if err := tx.QueryRow(ctx, c.q.Get(query.FindByDedupKey), cols.queues[start+i], *cols.dedupKeys[start+i]).Scan(&found); err != nil {
+					return nil, fmt.Errorf("pgflow: publish batch: dedup lookup for message %d: %w", start+i, err)
+				}
+				id = &found
+			}
+			ids = append(ids, *id)
+		}
+	}
+	return ids, nil
+}
+
+func (c *Client) afterBatch(msgs []Outgoing, ids []int64, err error) {
+	if len(c.hooks) == 0 {
+		return
+	}
+	for i, m := range msgs {
+		if err != nil {
+			c.emit(Event{Kind: EventPublishFailed, Queue: m.Queue, Err: err})
+			continue
+		}
+		o, _, _ := buildOptions(m.Options)
+		c.emit(Event{Kind: EventPublished, Queue: m.Queue, MessageID: ids[i], Headers: o.headers})
+	}
+}
+
+// notifier adapts notify.Sender to the client's NOTIFY statement.
+type notifier = notify.Sender
+
+func newNotifier(c *Client) *notifier {
+	send := func(ctx context.Context, queues []string) error {
+		// One round trip whatever the number of queues.
+		batch := &pgx.Batch{}
+		for _, q := range queues {
+			batch.Queue(c.q.Get(query.Notify), c.channel, q)
+		}
+		return c.pool.SendBatch(ctx, batch).Close()
+	}
+	return notify.NewSender(send, c.cfg.NotifyDebounce, c.log)
+}
