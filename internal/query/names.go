@@ -23,4 +23,3 @@ const (
 	ReleaseMessages     = "ReleaseMessages"
 	RescueExpiredLeases = "RescueExpiredLeases"
 )
-
