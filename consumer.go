@@ -304,6 +304,29 @@ func (cs *consumer) freeSlots() int {
 	return cs.cfg.Workers - len(cs.inflight)
 }
 
+// claimGather bounds how long a consumer with a backlog waits for more
+// workers to free up before claiming for the few that are free.
+const claimGather = time.Millisecond
+
+// gatherSlots waits until a full claim's worth of workers is free, for at
+// most claimGather, and returns the free slots.
+func (cs *consumer) gatherSlots(ctx context.Context, free int) int {
+	want := min(cs.cfg.Workers, cs.cfg.MaxBatch)
+	t := time.NewTimer(claimGather)
+	defer t.Stop()
+	for free < want {
+		select {
+		case <-cs.slotFreed:
+			free = cs.freeSlots()
+		case <-t.C:
+			return cs.freeSlots()
+		case <-ctx.Done():
+			return free
+		}
+	}
+	return free
+}
+
 func (cs *consumer) fetchLoop(rs *runState) {
 	ctx := rs.fetchCtx
 	c := cs.client
@@ -330,6 +353,12 @@ func (cs *consumer) fetchLoop(rs *runState) {
 				return
 			}
 			poll.Reset(c.cfg.PollInterval)
+			free = cs.freeSlots()
+		} else if free < min(cs.cfg.Workers, cs.cfg.MaxBatch) {
+			// A backlog and only some workers free: let the others finish
+			// first (for at most claimGather), so claims stay large instead
+			// of one message per round trip.
+			free = cs.gatherSlots(ctx, free)
 		}
 		n := min(free, cs.cfg.MaxBatch)
 		msgs, err := cs.claim(ctx, n)
