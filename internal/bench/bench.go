@@ -97,6 +97,8 @@ type Runner struct {
 	outMu  sync.Mutex
 	pool   *pgxpool.Pool
 	msgs   string // quoted schema.pgflow_messages
+	// lockPID is the backend holding the one-benchmark-at-a-time lock.
+	lockPID uint32
 }
 
 // padLen makes the payload ~200 bytes, as in the River harness.
@@ -135,6 +137,21 @@ func Run(ctx context.Context, cfg Config, workload string, stdout io.Writer) err
 	if err := ensureDatabase(ctx, cfg.DSN, r.human); err != nil {
 		return err
 	}
+	// One benchmark per database at a time: a second one would consume the
+	// first one's messages.
+	lock, err := pgx.Connect(ctx, cfg.DSN)
+	if err != nil {
+		return err
+	}
+	defer lock.Close(context.Background())
+	var locked bool
+	if err := lock.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtext('pgflow-bench'))").Scan(&locked); err != nil {
+		return err
+	}
+	if !locked {
+		return fmt.Errorf("another pgflow bench is running on this database")
+	}
+	r.lockPID = lock.PgConn().PID()
 	pc, err := pgxpool.ParseConfig(cfg.DSN)
 	if err != nil {
 		return err
@@ -449,7 +466,7 @@ func (r *Runner) flushBackendStats(ctx context.Context) {
 	for {
 		var others int
 		if err := r.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-			AND backend_type = 'client backend' AND pid <> pg_backend_pid()`).Scan(&others); err != nil || others == 0 {
+			AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND pid <> $1`, int64(r.lockPID)).Scan(&others); err != nil || others == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
