@@ -210,6 +210,16 @@ type consumer struct {
 	slotFreed chan struct{}
 	wake      chan struct{}
 
+	// The claim-order key of the last message claimed, and when the last
+	// claim from the start of the queue ran (fetch loop only; see claim).
+	frontier struct {
+		ok        bool
+		priority  int
+		visibleAt time.Time
+		id        int64
+	}
+	lastFullScan time.Time
+
 	mu       sync.Mutex
 	inflight map[int64]*delivery
 	wakeAt   time.Time // earliest known future visible_at of local origin
@@ -252,6 +262,7 @@ func (cs *consumer) start(rs *runState) {
 	cs.wake = make(chan struct{}, 1)
 	cs.inflight = map[int64]*delivery{}
 	cs.wakeAt = time.Time{}
+	cs.frontier.ok = false
 	cs.timer = time.AfterFunc(time.Hour, cs.poke)
 	cs.timer.Stop()
 	for range cs.cfg.Workers {
@@ -396,13 +407,70 @@ func (cs *consumer) fetchLoop(rs *runState) {
 	}
 }
 
+// fullScanEvery is the longest a consumer with free workers goes without
+// claiming from the start of its queue.
+const fullScanEvery = 100 * time.Millisecond
+
+// claim claims up to n messages in claim order. Between claims from the
+// start of the queue (ClaimMessages, at least every fullScanEvery) it
+// starts from the key of the last message it claimed (ClaimMessagesAfter),
+// so the index scan skips the entries of messages already claimed, which a
+// pinned xmin horizon keeps from being cleaned up. When such a claim finds
+// fewer than n, the consumer asks for a wake-up when the next claim from the
+// start is due: a message behind the key (a lower priority, a transaction
+// that committed late) waits at most about fullScanEvery while workers are
+// free, or while a backlog keeps them busy.
 func (cs *consumer) claim(ctx context.Context, n int) ([]*Message, error) {
+	if cs.frontier.ok && time.Since(cs.lastFullScan) < fullScanEvery {
+		f := cs.frontier
+		msgs, err := cs.claimStmt(ctx, query.ClaimMessagesAfter, n, int16(f.priority), f.visibleAt, f.id)
+		if err != nil {
+			return nil, err
+		}
+		cs.advance(msgs)
+		if len(msgs) < n {
+			cs.pokeAt(cs.lastFullScan.Add(fullScanEvery))
+		}
+		return msgs, nil
+	}
+	msgs, err := cs.claimStmt(ctx, query.ClaimMessages, n)
+	if err != nil {
+		return nil, err
+	}
+	cs.lastFullScan = time.Now()
+	cs.advance(msgs)
+	return msgs, nil
+}
+
+// advance moves the frontier to the last of msgs (in claim order), if any.
+func (cs *consumer) advance(msgs []*Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	last := msgs[len(msgs)-1]
+	cs.frontier.ok = true
+	cs.frontier.priority, cs.frontier.visibleAt, cs.frontier.id = last.Priority, last.VisibleAt, last.ID
+}
+
+func sortClaimOrder(msgs []*Message) {
+	slices.SortFunc(msgs, func(a, b *Message) int {
+		if a.Priority != b.Priority {
+			return b.Priority - a.Priority
+		}
+		if cmp := a.VisibleAt.Compare(b.VisibleAt); cmp != 0 {
+			return cmp
+		}
+		return int(a.ID - b.ID)
+	})
+}
+
+func (cs *consumer) claimStmt(ctx context.Context, stmt string, n int, after ...any) ([]*Message, error) {
 	c := cs.client
 	// QueryExecModeCacheDescribe plans the claim for the current parameters
 	// every time: a plan cached while the table was empty must not be reused
 	// once it holds a backlog.
-	rows, err := c.pool.Query(ctx, c.q.Get(query.ClaimMessages), pgx.QueryExecModeCacheDescribe,
-		cs.cfg.Queue, n, c.cfg.ID, cs.lease().Milliseconds())
+	args := append([]any{pgx.QueryExecModeCacheDescribe, cs.cfg.Queue, n, c.cfg.ID, cs.lease().Milliseconds()}, after...)
+	rows, err := c.pool.Query(ctx, c.q.Get(stmt), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -418,15 +486,7 @@ func (cs *consumer) claim(ctx context.Context, n int) ([]*Message, error) {
 		return nil, err
 	}
 	// RETURNING has no order; hand out in claim order.
-	slices.SortFunc(msgs, func(a, b *Message) int {
-		if a.Priority != b.Priority {
-			return b.Priority - a.Priority
-		}
-		if cmp := a.VisibleAt.Compare(b.VisibleAt); cmp != 0 {
-			return cmp
-		}
-		return int(a.ID - b.ID)
-	})
+	sortClaimOrder(msgs)
 	return msgs, nil
 }
 

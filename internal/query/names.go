@@ -16,6 +16,7 @@ const (
 	InsertMessages      = "InsertMessages"
 
 	ClaimMessages       = "ClaimMessages"
+	ClaimMessagesAfter  = "ClaimMessagesAfter"
 	AckMessages         = "AckMessages"
 	AckMessage          = "AckMessage"
 	FailMessages        = "FailMessages"

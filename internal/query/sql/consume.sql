@@ -27,6 +27,58 @@ WHERE m.id = next.id
 RETURNING m.id, m.payload, m.headers, m.priority, m.attempt, m.retry_count,
           m.created_at, m.visible_at, m.locked_until;
 
+-- name: ClaimMessagesAfter
+-- ClaimMessages for a consumer that remembers the claim-order key of the
+-- last message it claimed ($5 priority, $6 visible_at, $7 id): the same
+-- priority is scanned from that key on, higher priorities from their start.
+-- Both index scans start at their first possible row, so the scan does not
+-- walk the index entries of messages already claimed; while a long
+-- transaction pins the xmin horizon those entries cannot be removed and a
+-- scan from the start of the queue visits every one of them. Rows behind
+-- the key (lower priorities, late commits) are left to ClaimMessages, which
+-- the consumer runs at least every 100 ms while it has free workers.
+WITH higher AS (
+    SELECT m.id, m.priority, m.visible_at
+    FROM {{schema}}.pgflow_messages m
+    WHERE m.queue_name = $1
+      AND m.status = 'pending'
+      AND m.visible_at <= now()
+      AND m.priority > $5::smallint
+      AND NOT EXISTS (SELECT 1 FROM {{schema}}.pgflow_queues q WHERE q.queue_name = $1 AND q.paused)
+    ORDER BY m.priority DESC, m.visible_at, m.id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), same AS (
+    SELECT m.id, m.priority, m.visible_at
+    FROM {{schema}}.pgflow_messages m
+    WHERE m.queue_name = $1
+      AND m.status = 'pending'
+      AND m.visible_at <= now()
+      AND m.priority = $5::smallint
+      AND (m.visible_at, m.id) > ($6::timestamptz, $7::bigint)
+      AND NOT EXISTS (SELECT 1 FROM {{schema}}.pgflow_queues q WHERE q.queue_name = $1 AND q.paused)
+    ORDER BY m.priority DESC, m.visible_at, m.id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), cand AS (
+    SELECT * FROM higher
+    UNION ALL
+    SELECT * FROM same
+), next AS (
+    SELECT c.id FROM cand c
+    ORDER BY c.priority DESC, c.visible_at, c.id
+    LIMIT $2
+)
+UPDATE {{schema}}.pgflow_messages m
+SET status = 'processing',
+    attempt = m.attempt + 1,
+    locked_by = $3,
+    locked_until = clock_timestamp() + $4::bigint * interval '1 millisecond'
+FROM next
+WHERE m.id = next.id
+RETURNING m.id, m.payload, m.headers, m.priority, m.attempt, m.retry_count,
+          m.created_at, m.visible_at, m.locked_until;
+
 -- name: AckMessages
 -- Handler succeeded: the message is done. $1 ids, $2 attempts.
 DELETE FROM {{schema}}.pgflow_messages m
