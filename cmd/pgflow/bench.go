@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 
@@ -55,6 +57,17 @@ never point it at a database whose pgflow data you want to keep.`,
 		if f.Changed("consumer-workers") {
 			benchCfg.W3Workers, benchCfg.W4Workers, benchCfg.W5Workers = benchConsumerWorkers, benchConsumerWorkers, benchConsumerWorkers
 		}
+		if benchCPUProfile != "" {
+			pf, err := os.Create(benchCPUProfile)
+			if err != nil {
+				return err
+			}
+			defer pf.Close()
+			if err := pprof.StartCPUProfile(pf); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
+		}
 		err = bench.Run(cmd.Context(), benchCfg, args[0], cmd.OutOrStdout())
 		if err != nil && strings.HasPrefix(err.Error(), "unknown workload") {
 			return usagef("%v", err)
@@ -68,6 +81,7 @@ var (
 	benchDuration        = benchCfg.W3Dur
 	benchRate            int
 	benchConsumerWorkers int
+	benchCPUProfile      string
 )
 
 func parseIntList(s string) ([]int, error) {
@@ -101,6 +115,7 @@ func init() {
 	f.DurationVar(&c.NotifyDebounce, "notify-debounce", 0, "pgflow NotifyDebounce (0 = default)")
 	f.BoolVar(&c.SplitPublisher, "split-publisher", false, "publish through a second client, so consumers are woken by NOTIFY only")
 
+	f.StringVar(&benchCPUProfile, "cpuprofile", "", "write a Go CPU profile of the whole run to this file")
 	f.IntVar(&c.N, "n", c.N, "W1: number of messages")
 	f.IntVar(&c.Batch, "batch", c.Batch, "W1: PublishBatch size")
 	f.StringVar(&benchWorkers, "workers", "10,100", "W1: consumer worker counts, comma-separated")
