@@ -63,6 +63,10 @@ func (c *Client) publishOne(ctx context.Context, db queryer, notifyInTx bool, qu
 	}
 	args := []any{queue, string(body), string(headers), prio, o.delay.Microseconds(), visibleAt, dedup}
 	stmt := c.q.Get(query.InsertMessage)
+	if o.dedupKey == nil && !notifyInTx {
+		args = args[:6]
+		stmt = c.q.Get(query.InsertMessagePlain)
+	}
 	if notifyInTx {
 		stmt = c.q.Get(query.InsertMessageNotify)
 		args = append(args, c.channel)

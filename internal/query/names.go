@@ -11,6 +11,7 @@ const (
 	Notify               = "Notify"
 
 	InsertMessage       = "InsertMessage"
+	InsertMessagePlain  = "InsertMessagePlain"
 	InsertMessageNotify = "InsertMessageNotify"
 	FindByDedupKey      = "FindByDedupKey"
 	InsertMessages      = "InsertMessages"

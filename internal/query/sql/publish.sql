@@ -14,6 +14,18 @@ VALUES (
 ON CONFLICT (queue_name, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
 RETURNING id;
 
+-- name: InsertMessagePlain
+-- InsertMessage for a message without a dedup key: no ON CONFLICT clause,
+-- so PostgreSQL takes its plain insert path instead of a speculative
+-- insertion (which costs an extra WAL record per row). InsertMessage's
+-- parameters $1 to $6.
+INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at)
+VALUES (
+    $1, $2::text::jsonb, $3::text::jsonb,
+    coalesce($4::smallint, (SELECT q.priority FROM {{schema}}.pgflow_queues q WHERE q.queue_name = $1), 0),
+    coalesce($6::timestamptz, now() + $5::bigint * interval '1 microsecond'))
+RETURNING id;
+
 -- name: InsertMessageNotify
 -- InsertMessage plus a NOTIFY on channel $8 that is delivered when the
 -- caller's transaction commits (used by PublishTx).
