@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -229,6 +230,23 @@ func (c *Client) publishBatch(ctx context.Context, tx pgx.Tx, msgs []Outgoing) (
 	ids := make([]int64, 0, len(msgs))
 	for start := 0; start < len(msgs); start += maxBatchRows {
 		end := min(start+maxBatchRows, len(msgs))
+		if !slices.ContainsFunc(cols.dedupKeys[start:end], func(k *string) bool { return k != nil }) {
+			rows, err := tx.Query(ctx, c.q.Get(query.InsertMessagesPlain),
+				cols.queues[start:end], cols.payloads[start:end], cols.headers[start:end], cols.priorities[start:end],
+				cols.delays[start:end], cols.visibleAts[start:end])
+			if err != nil {
+				return nil, fmt.Errorf("pgflow: publish batch: %w", err)
+			}
+			chunk, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			if err != nil {
+				return nil, fmt.Errorf("pgflow: publish batch: %w", err)
+			}
+			if len(chunk) != end-start {
+				return nil, fmt.Errorf("pgflow: publish batch: %d ids for %d messages", len(chunk), end-start)
+			}
+			ids = append(ids, chunk...)
+			continue
+		}
 		rows, err := tx.Query(ctx, c.q.Get(query.InsertMessages),
 			cols.queues[start:end], cols.payloads[start:end], cols.headers[start:end], cols.priorities[start:end],
 			cols.delays[start:end], cols.visibleAts[start:end], cols.dedupKeys[start:end])

@@ -15,6 +15,7 @@ const (
 	InsertMessageNotify = "InsertMessageNotify"
 	FindByDedupKey      = "FindByDedupKey"
 	InsertMessages      = "InsertMessages"
+	InsertMessagesPlain = "InsertMessagesPlain"
 
 	ClaimMessages       = "ClaimMessages"
 	ClaimMessagesAfter  = "ClaimMessagesAfter"

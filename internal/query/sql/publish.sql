@@ -44,6 +44,25 @@ SELECT ins.id FROM ins, pg_notify($8, $1) AS n;
 -- name: FindByDedupKey
 SELECT id FROM {{schema}}.pgflow_messages WHERE queue_name = $1 AND dedup_key = $2;
 
+-- name: InsertMessagesPlain
+-- InsertMessages for a batch without dedup keys: no ON CONFLICT clause (a
+-- plain insert instead of a speculative one per row) and no lookups.
+-- $1 to $6 as in InsertMessages. Returns the ids in input order.
+WITH input AS (
+    SELECT nextval('{{schema}}.pgflow_messages_id_seq') AS id, i.*
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::timestamptz[])
+         WITH ORDINALITY AS i(queue_name, payload, headers, priority, delay_us, visible_at, ord)
+), ins AS (
+    INSERT INTO {{schema}}.pgflow_messages (id, queue_name, payload, headers, priority, visible_at)
+    SELECT i.id, i.queue_name, i.payload::jsonb, i.headers::jsonb,
+           coalesce(i.priority, q.priority, 0),
+           coalesce(i.visible_at, now() + i.delay_us * interval '1 microsecond')
+    FROM input i
+    LEFT JOIN {{schema}}.pgflow_queues q ON q.queue_name = i.queue_name
+    ORDER BY i.ord
+)
+SELECT id FROM input ORDER BY ord;
+
 -- name: InsertMessages
 -- Many messages in one statement: parallel arrays, one element per message.
 -- Ids are drawn from the sequence up front so each input row knows its id;
