@@ -400,3 +400,18 @@ func (c *Client) PurgeDLQ(ctx context.Context, f DLQFilter) (PurgeResult, error)
 	}
 	return res, nil
 }
+
+// CountDLQ returns how many dead-letter messages the filter selects (all of
+// them for the zero filter).
+func (c *Client) CountDLQ(ctx context.Context, f DLQFilter) (int64, error) {
+	args, err := f.args()
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	args = append([]any{pgx.QueryExecModeCacheDescribe}, args...)
+	if err := c.pool.QueryRow(ctx, c.q.Get(query.CountDLQ), args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("pgflow: count dlq: %w", err)
+	}
+	return n, nil
+}

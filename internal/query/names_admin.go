@@ -12,4 +12,5 @@ const (
 	MaxDLQID   = "MaxDLQID"
 	RedriveDLQ = "RedriveDLQ"
 	PurgeDLQ   = "PurgeDLQ"
+	CountDLQ   = "CountDLQ"
 )

@@ -108,3 +108,14 @@ DELETE FROM {{schema}}.pgflow_dlq d
 USING pick p
 WHERE d.id = p.id
 RETURNING d.id, d.queue_name;
+
+-- name: CountDLQ
+-- How many DLQ rows the filter ($1-$6) selects.
+SELECT count(*)
+FROM {{schema}}.pgflow_dlq d
+WHERE ($1::bigint[] IS NULL OR d.id = ANY($1::bigint[]))
+  AND ($2::text IS NULL OR d.queue_name = $2)
+  AND ($3::timestamptz IS NULL OR d.created_at >= $3)
+  AND ($4::timestamptz IS NULL OR d.created_at < $4)
+  AND ($5::text IS NULL OR d.error ILIKE $5)
+  AND ($6::smallint IS NULL OR d.priority = $6);
