@@ -76,6 +76,12 @@ func TestDLQListShowFilters(t *testing.T) {
 			t.Errorf("%s: got %v want %v", tc.name, got, tc.want)
 		}
 	}
+	if n, err := c.CountDLQ(ctx, pgflow.DLQFilter{Queue: "a", ErrorContains: "timeout"}); err != nil || n != 2 {
+		t.Errorf("count: %d %v", n, err)
+	}
+	if n, err := c.CountDLQ(ctx, pgflow.DLQFilter{}); err != nil || n != 5 {
+		t.Errorf("count all: %d %v", n, err)
+	}
 	// Pagination.
 	var got []int64
 	cursor := ""

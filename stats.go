@@ -41,7 +41,6 @@ type statsRecorder struct {
 	counts  map[statsKey]*statsCounts
 	started bool
 	closed  bool
-	wake    chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
 
