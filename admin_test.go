@@ -12,8 +12,8 @@ import (
 	"github.com/pgflow-go/pgflow/pgflowtest"
 )
 
-// newClient returns a client on a fresh schema, closed when the test ends.
-func newClient(t *testing.T, cfg ...pgflow.Config) (*pgflow.Client, *pgflowtest.DB) {
+// opsClient returns a client on a fresh schema, closed when the test ends.
+func opsClient(t *testing.T, cfg ...pgflow.Config) (*pgflow.Client, *pgflowtest.DB) {
 	t.Helper()
 	db := pgflowtest.New(t, pgflowtest.Options{MaxConns: 6})
 	var c0 pgflow.Config
@@ -29,18 +29,6 @@ func newClient(t *testing.T, cfg ...pgflow.Config) (*pgflow.Client, *pgflowtest.
 	return c, db
 }
 
-// waitFor polls cond until it holds; the timeout only guards against a hang.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func must[T any](t *testing.T) func(T, error) T {
 	return func(v T, err error) T {
 		t.Helper()
@@ -52,7 +40,7 @@ func must[T any](t *testing.T) func(T, error) T {
 }
 
 func TestQueueStats(t *testing.T) {
-	c, db := newClient(t)
+	c, db := opsClient(t)
 	ctx := context.Background()
 	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "orders", MaxRetries: 5}); err != nil {
 		t.Fatal(err)
@@ -121,7 +109,7 @@ func TestQueueStats(t *testing.T) {
 }
 
 func TestListPendingPagesInClaimOrder(t *testing.T) {
-	c, db := newClient(t)
+	c, db := opsClient(t)
 	ctx := context.Background()
 	var batch []pgflow.Outgoing
 	prios := []int{0, 10, -10, 0, 10, 5}
@@ -206,7 +194,7 @@ func TestListPendingPagesInClaimOrder(t *testing.T) {
 }
 
 func TestPauseResume(t *testing.T) {
-	c, _ := newClient(t)
+	c, _ := opsClient(t)
 	ctx := context.Background()
 	got := make(chan int64, 10)
 	if err := c.Consume(pgflow.ConsumerConfig{Queue: "jobs", Handler: func(_ context.Context, m *pgflow.Message) error {
@@ -257,7 +245,7 @@ func TestPauseResume(t *testing.T) {
 }
 
 func TestStatsCountersFromEvents(t *testing.T) {
-	c, _ := newClient(t)
+	c, _ := opsClient(t)
 	ctx := context.Background()
 	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "w", MaxRetries: 1, RetryDelay: time.Millisecond, MaxRetryDelay: time.Millisecond}); err != nil {
 		t.Fatal(err)

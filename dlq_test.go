@@ -39,7 +39,7 @@ func dlqIDs(msgs []pgflow.DLQMessage) []int64 {
 }
 
 func TestDLQListShowFilters(t *testing.T) {
-	c, db := newClient(t)
+	c, db := opsClient(t)
 	ctx := context.Background()
 	seedDLQ(t, db, [][4]string{
 		{"a", "timeout talking to db", "0", "2026-01-01T10:00:00Z"},
@@ -128,7 +128,7 @@ func TestDLQRedriveAndPurge(t *testing.T) {
 		}
 		return v.(*atomic.Int64).Load()
 	}
-	c, db := newClient(t, pgflow.Config{Hooks: []pgflow.EventHook{hook}})
+	c, db := opsClient(t, pgflow.Config{Hooks: []pgflow.EventHook{hook}})
 	ctx := context.Background()
 	var broken atomic.Bool
 	broken.Store(true)
@@ -161,7 +161,12 @@ func TestDLQRedriveAndPurge(t *testing.T) {
 	if err != nil || len(p.Messages) != 10 {
 		t.Fatalf("list: %v %v", len(p.Messages), err)
 	}
-	first := p.Messages[len(p.Messages)-1]
+	var first pgflow.DLQMessage
+	for _, m := range p.Messages {
+		if m.MessageID == ids[0] {
+			first = m
+		}
+	}
 	if first.MessageID != ids[0] || !strings.Contains(first.Error, fmt.Sprintf("bug #%d", ids[0])) || len(first.Errors) != 1 {
 		t.Fatalf("dead letter: %+v", first)
 	}
@@ -217,7 +222,7 @@ func TestDLQRedriveAndPurge(t *testing.T) {
 }
 
 func TestRedriveKeepsHistoryAndSkipsLiveDedupKey(t *testing.T) {
-	c, db := newClient(t)
+	c, db := opsClient(t)
 	ctx := context.Background()
 	seedDLQ(t, db, [][4]string{{"q", "e1", "3", "2026-01-01T10:00:00Z"}, {"q", "e2", "0", "2026-01-01T10:00:00Z"}, {"q", "e3", "0", "2026-01-01T10:00:00Z"}})
 	db.Exec(t, `UPDATE pgflow_dlq SET dedup_key = 'k' WHERE id IN (2, 3)`)
@@ -254,7 +259,7 @@ func TestRedriveKeepsHistoryAndSkipsLiveDedupKey(t *testing.T) {
 // Redrive and purge are atomic per message: at every moment each message is
 // in the DLQ, in its queue, or handled — never in two tables, never lost.
 func TestRedriveAtomicUnderConcurrentConsumers(t *testing.T) {
-	c, db := newClient(t)
+	c, db := opsClient(t)
 	ctx := context.Background()
 	const n = 200
 	var failures sync.Map // id -> *atomic.Int32
@@ -338,7 +343,7 @@ func TestRedriveAtomicUnderConcurrentConsumers(t *testing.T) {
 }
 
 func TestRedriveAndPurgeRaceEachMessageOnce(t *testing.T) {
-	c, db := newClient(t)
+	c, db := opsClient(t)
 	ctx := context.Background()
 	rows := make([][4]string, 300)
 	for i := range rows {

@@ -26,7 +26,7 @@ GROUP BY queue_name;`
 )
 
 func TestGuideDatabaseQueriesRunAsWritten(t *testing.T) {
-	c, db := newClient(t)
+	c, db := opsClient(t)
 	ctx := context.Background()
 	id1, _ := c.Publish(ctx, "proposals_for_consensus_queue", map[string]string{"p": "1"})
 	id2, _ := c.Publish(ctx, "rollback_triggers_queue", map[string]string{"r": "1"}, pgflow.WithPriority(pgflow.PriorityHigh))
