@@ -2,10 +2,12 @@ package pgflow
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -112,16 +114,16 @@ func (c *Client) ListDLQ(ctx context.Context, o DLQListOptions) (DLQPage, error)
 	if err != nil {
 		return DLQPage{}, err
 	}
-	var cursor any
+	var cAt, cID any
 	if o.Cursor != "" {
-		id, err := strconv.ParseInt(o.Cursor, 10, 64)
-		if err != nil || id <= 0 {
-			return DLQPage{}, inputErr(ErrInvalidOption, "cursor", o.Cursor, "is not a cursor ListDLQ returned")
+		at, id, err := decodeDLQCursor(o.Cursor)
+		if err != nil {
+			return DLQPage{}, err
 		}
-		cursor = id
+		cAt, cID = at, id
 	}
 	args = append([]any{pgx.QueryExecModeCacheDescribe}, args...)
-	args = append(args, limit, cursor)
+	args = append(args, limit, cAt, cID)
 	rows, err := c.pool.Query(ctx, c.q.Get(query.ListDLQ), args...)
 	if err != nil {
 		return DLQPage{}, fmt.Errorf("pgflow: list dlq: %w", err)
@@ -132,7 +134,8 @@ func (c *Client) ListDLQ(ctx context.Context, o DLQListOptions) (DLQPage, error)
 	}
 	page := DLQPage{Messages: msgs}
 	if len(msgs) == limit {
-		page.NextCursor = strconv.FormatInt(msgs[len(msgs)-1].ID, 10)
+		last := msgs[len(msgs)-1]
+		page.NextCursor = encodeDLQCursor(last.DeadLetteredAt, last.ID)
 	}
 	return page, nil
 }
@@ -414,4 +417,27 @@ func (c *Client) CountDLQ(ctx context.Context, f DLQFilter) (int64, error) {
 		return 0, fmt.Errorf("pgflow: count dlq: %w", err)
 	}
 	return n, nil
+}
+
+func encodeDLQCursor(at time.Time, id int64) string {
+	raw := fmt.Sprintf("%d:%d", at.UnixMicro(), id)
+	return base64.RawURLEncoding.EncodeToString([]byte(raw))
+}
+
+func decodeDLQCursor(s string) (time.Time, int64, error) {
+	bad := inputErr(ErrInvalidOption, "cursor", s, "is not a cursor ListDLQ returned")
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return time.Time{}, 0, bad
+	}
+	a, b, ok := strings.Cut(string(raw), ":")
+	if !ok {
+		return time.Time{}, 0, bad
+	}
+	micros, err1 := strconv.ParseInt(a, 10, 64)
+	id, err2 := strconv.ParseInt(b, 10, 64)
+	if err1 != nil || err2 != nil {
+		return time.Time{}, 0, bad
+	}
+	return time.UnixMicro(micros), id, nil
 }

@@ -8,19 +8,33 @@
 -- ready: pending and visible now; delayed: pending, visible later, never
 -- failed; retrying: pending, backing off after a failure. oldest_ready is the
 -- smallest visible_at among ready messages (how long the head has waited).
-WITH live AS (
+-- Each part reads one index: pend is an index-only scan of
+-- pgflow_messages_claim_idx (queue_name, visible_at are in it), retrying
+-- visits the heap only for messages visible later, leased reads
+-- pgflow_messages_lease_idx (in-flight rows only), dead is an index-only
+-- scan of pgflow_dlq_queue_id_idx.
+WITH pend AS (
     SELECT m.queue_name,
-           count(*) FILTER (WHERE m.status = 'pending' AND m.visible_at <= now()) AS ready,
-           count(*) FILTER (WHERE m.status = 'pending' AND m.visible_at > now() AND m.retry_count = 0) AS delayed,
-           count(*) FILTER (WHERE m.status = 'pending' AND m.visible_at > now() AND m.retry_count > 0) AS retrying,
-           count(*) FILTER (WHERE m.status = 'processing') AS in_flight,
-           min(m.visible_at) FILTER (WHERE m.status = 'pending' AND m.visible_at <= now()) AS oldest_ready,
-           coalesce(array_agg(DISTINCT m.locked_by) FILTER (WHERE m.status = 'processing' AND m.locked_by IS NOT NULL), '{}') AS consumers
+           count(*) FILTER (WHERE m.visible_at <= now()) AS ready,
+           count(*) FILTER (WHERE m.visible_at > now()) AS later,
+           min(m.visible_at) FILTER (WHERE m.visible_at <= now()) AS oldest_ready
     FROM {{schema}}.pgflow_messages m
-    WHERE ($1::text IS NULL OR m.queue_name = $1)
+    WHERE m.status = 'pending' AND ($1::text IS NULL OR m.queue_name = $1)
+    GROUP BY m.queue_name
+), retrying AS (
+    SELECT m.queue_name, count(*) AS n
+    FROM {{schema}}.pgflow_messages m
+    WHERE m.status = 'pending' AND m.visible_at > now() AND m.retry_count > 0
+      AND ($1::text IS NULL OR m.queue_name = $1)
+    GROUP BY m.queue_name
+), leased AS (
+    SELECT m.queue_name, count(*) AS n,
+           array_agg(DISTINCT m.locked_by) FILTER (WHERE m.locked_by IS NOT NULL) AS consumers
+    FROM {{schema}}.pgflow_messages m
+    WHERE m.status = 'processing' AND ($1::text IS NULL OR m.queue_name = $1)
     GROUP BY m.queue_name
 ), dead AS (
-    SELECT d.queue_name, count(*) AS n, max(d.created_at) AS last_at
+    SELECT d.queue_name, count(*) AS n
     FROM {{schema}}.pgflow_dlq d
     WHERE ($1::text IS NULL OR d.queue_name = $1)
     GROUP BY d.queue_name
@@ -41,16 +55,19 @@ WITH live AS (
     GROUP BY s.queue_name
 )
 SELECT q.queue_name, q.paused, q.max_retries,
-       coalesce(l.ready, 0), coalesce(l.delayed, 0), coalesce(l.retrying, 0), coalesce(l.in_flight, 0),
-       coalesce(d.n, 0), d.last_at,
-       coalesce(extract(epoch FROM now() - l.oldest_ready), 0)::float8 AS oldest_ready_s,
+       coalesce(p.ready, 0), coalesce(p.later, 0) - coalesce(r.n, 0), coalesce(r.n, 0), coalesce(l.n, 0),
+       coalesce(d.n, 0),
+       (SELECT max(dl.created_at) FROM {{schema}}.pgflow_dlq dl WHERE dl.queue_name = q.queue_name) AS last_dead,
+       coalesce(extract(epoch FROM now() - p.oldest_ready), 0)::float8 AS oldest_ready_s,
        coalesce(l.consumers, '{}'),
        coalesce(w.handled_1m, 0)::bigint, coalesce(w.failed_1m, 0)::bigint, coalesce(w.dead_1m, 0)::bigint,
        coalesce(w.handled_5m, 0)::bigint, coalesce(w.failed_5m, 0)::bigint, coalesce(w.dead_5m, 0)::bigint,
        coalesce(w.handled_1h, 0)::bigint, coalesce(w.failed_1h, 0)::bigint, coalesce(w.dead_1h, 0)::bigint,
        now()
 FROM {{schema}}.pgflow_queues q
-LEFT JOIN live l ON l.queue_name = q.queue_name
+LEFT JOIN pend p ON p.queue_name = q.queue_name
+LEFT JOIN retrying r ON r.queue_name = q.queue_name
+LEFT JOIN leased l ON l.queue_name = q.queue_name
 LEFT JOIN dead d ON d.queue_name = q.queue_name
 LEFT JOIN win w ON w.queue_name = q.queue_name
 WHERE ($1::text IS NULL OR q.queue_name = $1)

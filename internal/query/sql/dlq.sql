@@ -4,7 +4,10 @@
 -- before, $5 ILIKE pattern on the last error, $6 priority.
 
 -- name: ListDLQ
--- Newest first, keyset-paginated on id. $7 limit, $8 cursor: ids below it.
+-- Newest first (dead-lettering time, then id), keyset-paginated: $7 limit,
+-- $8/$9 cursor (created_at, id of the previous page's last row). Walks
+-- pgflow_dlq_queue_created_idx with a queue, pgflow_dlq_created_idx without
+-- (both also serve the time range); other filters apply during the walk.
 SELECT d.id, d.message_id, d.queue_name, d.payload, d.headers, d.priority, d.dedup_key,
        d.error, d.errors, d.retry_count, d.attempts, d.message_created_at, d.created_at
 FROM {{schema}}.pgflow_dlq d
@@ -14,8 +17,8 @@ WHERE ($1::bigint[] IS NULL OR d.id = ANY($1::bigint[]))
   AND ($4::timestamptz IS NULL OR d.created_at < $4)
   AND ($5::text IS NULL OR d.error ILIKE $5)
   AND ($6::smallint IS NULL OR d.priority = $6)
-  AND ($8::bigint IS NULL OR d.id < $8)
-ORDER BY d.id DESC
+  AND ($8::timestamptz IS NULL OR (d.created_at, d.id) < ($8::timestamptz, $9::bigint))
+ORDER BY d.created_at DESC, d.id DESC
 LIMIT $7;
 
 -- name: GetDLQ
