@@ -141,9 +141,10 @@ func (c *Client) queueStats(ctx context.Context, queue string) ([]QueueStats, er
 }
 
 // PauseQueue stops consumers, on every instance, from claiming the queue's
-// messages: the claim statement checks the flag, so it takes effect at each
-// consumer's next claim (at most its poll interval, 1 s by default). Messages
-// already claimed finish normally; publishing still works.
+// messages. The claim statement itself checks the flag, so once PauseQueue
+// returns no claim anywhere takes a message of the queue (a claim already
+// running may still finish). Messages already claimed finish normally;
+// publishing still works.
 func (c *Client) PauseQueue(ctx context.Context, queue string) error {
 	return c.setPaused(ctx, queue, true)
 }

@@ -11,10 +11,11 @@ import (
 var pauseCmd = &cobra.Command{
 	Use:   "pause QUEUE",
 	Short: "Stop consumers from claiming a queue's messages, on every instance",
-	Long: `Pause a queue. Every consumer, in every process, stops claiming its
-messages at its next claim (within its poll interval, 1 s by default).
-Messages already claimed finish normally; publishing still works, so
-messages pile up until 'pgflow resume'. Pausing a paused queue is a no-op.`,
+	Long: `Pause a queue. The consumers' claim statement checks the flag, so from
+the moment this returns no consumer, in any process, claims the queue's
+messages. Messages already claimed finish normally; publishing still works,
+so messages pile up until 'pgflow resume'. Pausing a paused queue is a
+no-op.`,
 	Example: `  pgflow pause metrics_to_guardian_queue
   pgflow pause metrics_to_guardian_queue --json`,
 	Args: usageArgs(cobra.ExactArgs(1)),
