@@ -123,7 +123,7 @@ func TestProblems(t *testing.T) {
 		{"syntax", "producers: [", nil, `f.yaml: line 1: did not find expected node content`},
 		{"unknown top key", head + "producer: {}\n", nil, `f.yaml: line 2: producer: unknown key (want database_url, schema, producers or consumers)`},
 		{"missing database", "producers: {}\n", nil, `f.yaml: database_url: missing: set database_url or PGFLOW_DATABASE_URL`},
-		{"bad database url", "database_url: 'postgres://x:notaport/db'\n", nil, `f.yaml: line 1: database_url: not a PostgreSQL URL: cannot parse `+"`postgres://x:notaport/db`"+`: invalid port`},
+		{"bad database url", "database_url: 'postgres://x:notaport/db'\n", nil, `f.yaml: line 1: database_url: not a PostgreSQL URL: cannot parse ` + "`postgres://x:notaport/db`" + `: invalid port`},
 		{"unknown entry key", head + "producers:\n  p:\n    queue_name: q\n    worker: 2\n", nil,
 			`f.yaml: line 5: producers.p.worker: unknown key (want queue_name, workers, max_retries, retry_delay_ms, priority)`},
 		{"handler on producer", head + "producers:\n  p:\n    queue_name: q\n    handler: handle_a\n", nil,
@@ -262,4 +262,3 @@ func TestGuideFiles(t *testing.T) {
 		t.Fatalf("centralcloud:\n%s\nwant\n%s", strings.Join(got, " "), want)
 	}
 }
-
