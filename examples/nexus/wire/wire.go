@@ -67,7 +67,9 @@ func (e *ValidationError) Error() string {
 
 type checker struct{ problems []string }
 
-func (c *checker) add(format string, args ...any) { c.problems = append(c.problems, fmt.Sprintf(format, args...)) }
+func (c *checker) add(format string, args ...any) {
+	c.problems = append(c.problems, fmt.Sprintf(format, args...))
+}
 func (c *checker) required(name, v string) {
 	if strings.TrimSpace(v) == "" {
 		c.add("%s is missing", name)
