@@ -74,7 +74,7 @@ type Report struct {
 	OK           bool                         `json:"ok"`
 }
 
-func buildReport(ctx context.Context, o Options, cnt *counter, tel *telemetry.Telemetry,
+func buildReport(ctx context.Context, o Options, cnt *Counter, tel *telemetry.Telemetry,
 	cc *centralcloud.CentralCloud, instances []*singularity.Instance) (*Report, error) {
 	rep := &Report{Database: o.Database, Schema: o.Schema, Instances: len(instances),
 		CentralCloud: cc.Stats(), Singularity: map[string]singularity.Stats{}, Telemetry: tel.Counts(), Problems: []string{}}
@@ -250,4 +250,18 @@ func (p Progress) String() string {
 	}
 	return fmt.Sprintf("[%6s %-8s] published %d  handled %d  retried %d  dead-lettered %d  in flight %d  rollbacks %d",
 		p.Elapsed, phase, p.Published, p.Handled, p.Retried, p.Dead, p.InFlight, p.Rollbacks)
+}
+
+// QueueCounts returns what this process saw per guide queue: useful when the
+// services run as separate processes, where each sees one side of a queue.
+func (c *Counter) QueueCounts() []QueueReport {
+	tallies := c.snapshot()
+	var out []QueueReport
+	for _, qi := range wire.Queues {
+		t := tallies[qi.Name]
+		out = append(out, QueueReport{Queue: qi.Name, Direction: qi.Direction, Priority: qi.Priority,
+			Published: len(t.published), Handled: len(t.handled), Retried: t.retried, DeadLettered: len(t.dead),
+			PublishFailures: t.publishFailed})
+	}
+	return out
 }

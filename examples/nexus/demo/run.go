@@ -121,7 +121,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Telemetry != nil {
 		tel.Attach("demo", telemetry.Prefix, o.Telemetry)
 	}
-	cnt := newCounter()
+	cnt := NewCounter()
 	env := func(k string) (string, bool) {
 		if k == "PGFLOW_SCHEMA" {
 			return o.Schema, true
@@ -131,7 +131,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	newClient := func(service string, cfg *config.Config) (*pgflow.Client, error) {
 		return pgflow.New(o.Pool, pgflow.Config{Schema: cfg.Schema, Logger: o.Logger,
 			ID:    fmt.Sprintf("%s:%d", service, os.Getpid()),
-			Hooks: []pgflow.EventHook{cnt.hook, telemetry.Bridge(tel, service, ruleSet(service))}})
+			Hooks: []pgflow.EventHook{cnt.Hook, telemetry.Bridge(tel, service, ruleSet(service))}})
 	}
 
 	ccCfg, err := centralcloud.LoadConfig("", env)
@@ -208,7 +208,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if o.Progress == nil {
 			return
 		}
-		p := cnt.progress()
+		p := cnt.Progress()
 		p.Elapsed, p.Draining = time.Since(start).Truncate(100*time.Millisecond), draining
 		for _, in := range instances {
 			p.Rollbacks += len(in.Rollbacks())
@@ -291,9 +291,10 @@ func countLive(ctx context.Context, pool *pgxpool.Pool, schema string) (int, err
 	return n, err
 }
 
-// counter tallies lifecycle events per base queue, by message id, so a
-// redelivered message is counted once.
-type counter struct {
+// Counter tallies lifecycle events per base queue, by message id, so a
+// redelivered message is counted once. Install Hook in a client's
+// Config.Hooks.
+type Counter struct {
 	mu     sync.Mutex
 	queues map[string]*tally
 }
@@ -306,9 +307,10 @@ type tally struct {
 	publishFailed int
 }
 
-func newCounter() *counter { return &counter{queues: map[string]*tally{}} }
+// NewCounter returns an empty Counter.
+func NewCounter() *Counter { return &Counter{queues: map[string]*tally{}} }
 
-func (c *counter) get(queue string) *tally {
+func (c *Counter) get(queue string) *tally {
 	t := c.queues[queue]
 	if t == nil {
 		t = &tally{published: map[int64]bool{}, handled: map[int64]bool{}, dead: map[int64]bool{}}
@@ -317,7 +319,8 @@ func (c *counter) get(queue string) *tally {
 	return t
 }
 
-func (c *counter) hook(e pgflow.Event) {
+// Hook counts one event.
+func (c *Counter) Hook(e pgflow.Event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := c.get(wire.BaseQueue(e.Queue))
@@ -335,7 +338,8 @@ func (c *counter) hook(e pgflow.Event) {
 	}
 }
 
-func (c *counter) progress() Progress {
+// Progress totals the counts over all queues.
+func (c *Counter) Progress() Progress {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var p Progress
@@ -350,7 +354,7 @@ func (c *counter) progress() Progress {
 }
 
 // snapshot copies the tallies.
-func (c *counter) snapshot() map[string]tally {
+func (c *Counter) snapshot() map[string]tally {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := map[string]tally{}
