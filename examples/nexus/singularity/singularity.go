@@ -79,6 +79,7 @@ type Instance struct {
 	baseline wire.Metrics
 	profiles map[string]wire.SafetyProfile
 	applied  map[string]applied
+	risk     map[string]float64 // proposals awaiting their result
 	byType   map[string]*typeRecord
 	rollback []Rollback
 	stats    Stats
@@ -126,6 +127,7 @@ func New(client *pgflow.Client, cfg *config.Config, opts Options) (*Instance, er
 		baseline: wire.Metrics{ErrorRate: 0.01, LatencyP95Ms: 120, SuccessRate: 0.99},
 		profiles: map[string]wire.SafetyProfile{},
 		applied:  map[string]applied{},
+		risk:     map[string]float64{},
 		byType:   map[string]*typeRecord{},
 	}
 	svc, err := config.NewService(client, cfg, in.Handlers())
@@ -181,7 +183,9 @@ func (in *Instance) Run(ctx context.Context, rate float64) error {
 			return nil
 		case <-t.C:
 		}
-		if err := in.ProposeOnce(ctx); err != nil && ctx.Err() == nil {
+		// A publish in progress finishes even if ctx ends meanwhile: giving up
+		// on it would leave its outcome unknown.
+		if err := in.ProposeOnce(context.WithoutCancel(ctx)); err != nil {
 			return err
 		}
 	}
@@ -231,6 +235,7 @@ func (in *Instance) ProposeOnce(ctx context.Context) error {
 		return nil
 	}
 	in.stats.Proposed++
+	in.risk[p.ProposalID] = p.RiskScore
 	in.mu.Unlock()
 	return in.publish(ctx, "proposals_for_consensus", p)
 }
@@ -276,6 +281,11 @@ func (in *Instance) handleConsensusResult(ctx context.Context, m *pgflow.Message
 		return err
 	}
 	in.mu.Lock()
+	risk, known := in.risk[r.ProposalID]
+	delete(in.risk, r.ProposalID)
+	if !known {
+		risk = 0.5
+	}
 	if r.Status == wire.StatusRejected {
 		in.stats.Rejected++
 		in.mu.Unlock()
@@ -283,11 +293,11 @@ func (in *Instance) handleConsensusResult(ctx context.Context, m *pgflow.Message
 	}
 	a, again := in.applied[r.ProposalID]
 	if !again {
-		risk := 0.2 + 0.8*in.rng.Float64()
+		// Riskier changes go wrong more often and worse.
 		before := in.baseline
 		after := wire.Metrics{
-			ErrorRate:    round4(before.ErrorRate + risk*0.12*in.rng.Float64()),
-			LatencyP95Ms: round2(before.LatencyP95Ms * (1 + risk*0.7*in.rng.Float64())),
+			ErrorRate:    round4(before.ErrorRate + risk*risk*0.25*in.rng.Float64()),
+			LatencyP95Ms: round2(before.LatencyP95Ms * (1 + risk*risk*1.5*in.rng.Float64())),
 		}
 		after.SuccessRate = round4(1 - after.ErrorRate)
 		a = applied{agentType: r.AgentType, after: after}
