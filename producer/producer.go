@@ -58,6 +58,7 @@ type Stats struct {
 	Failed    int64 // publishes that returned an error
 	Batches   int64 // batches committed
 	Retries   int64 // batch writes retried after a transient error
+	Waiting   int   // publishes queued for a flusher right now
 }
 
 // ErrClosed is returned by Publish after Close.
@@ -258,7 +259,7 @@ func (p *Producer) Close(ctx context.Context) error {
 
 // Stats returns the producer's counters.
 func (p *Producer) Stats() Stats {
-	return Stats{Published: p.published.Load(), Failed: p.failed.Load(), Batches: p.batches.Load(), Retries: p.retries.Load()}
+	return Stats{Published: p.published.Load(), Failed: p.failed.Load(), Batches: p.batches.Load(), Retries: p.retries.Load(), Waiting: len(p.in)}
 }
 
 func (p *Producer) flushLoop() {

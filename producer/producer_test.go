@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -237,4 +238,68 @@ func TestTransient(t *testing.T) {
 			t.Errorf("Transient(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
+}
+
+// gate holds the first write until released and records batch sizes.
+type gate struct {
+	next    producer.Publisher
+	release chan struct{}
+	mu      sync.Mutex
+	sizes   []int
+}
+
+func (g *gate) PublishBatch(ctx context.Context, msgs []pgflow.Outgoing) ([]int64, error) {
+	g.mu.Lock()
+	first := len(g.sizes) == 0
+	g.sizes = append(g.sizes, len(msgs))
+	g.mu.Unlock()
+	if first {
+		<-g.release
+	}
+	return g.next.PublishBatch(ctx, msgs)
+}
+
+// Publishes that arrive while a commit is in flight share the next commit.
+func TestGroupCommit(t *testing.T) {
+	c, db := newClient(t)
+	ctx := context.Background()
+	g := &gate{next: c, release: make(chan struct{})}
+	p, err := producer.New(g, producer.Config{Queue: "q", Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if _, err := p.Publish(ctx, 0); err != nil {
+			t.Error(err)
+		}
+	})
+	for p.Stats().Waiting != 0 || len(g.sizesSnapshot()) == 0 {
+		time.Sleep(time.Millisecond) // until the first publish is being written
+	}
+	for i := 1; i < 50; i++ {
+		wg.Go(func() {
+			if _, err := p.Publish(ctx, i); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	for p.Stats().Waiting != 49 {
+		time.Sleep(time.Millisecond)
+	}
+	close(g.release)
+	wg.Wait()
+	_ = p.Close(ctx)
+	if got := g.sizesSnapshot(); len(got) != 2 || got[0] != 1 || got[1] != 49 {
+		t.Fatalf("batch sizes %v, want [1 49]", got)
+	}
+	if n := db.Count(t, "pgflow_messages", ""); n != 50 {
+		t.Fatalf("%d rows, want 50", n)
+	}
+}
+
+func (g *gate) sizesSnapshot() []int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]int(nil), g.sizes...)
 }
