@@ -52,7 +52,7 @@ type Service struct {
 
 // NewService registers cfg's consumers on client, with the named handlers,
 // and starts a producer per producer entry. Start the consumers with Start;
-// Stop closes the producers and stops the client (the client stays open).
+// Stop stops them and closes the producers (the client stays open).
 func NewService(client *pgflow.Client, cfg *Config, handlers Handlers) (*Service, error) {
 	s := &Service{Client: client, producers: map[string]*producer.Producer{}}
 	var missing []Problem
@@ -100,15 +100,16 @@ func (s *Service) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop closes the producers (writing what they hold) and stops the
-// consumers, both within ctx.
+// Stop stops the consumers (running handlers finish, and their publishes
+// with them), then closes the producers, writing what they hold, all within
+// ctx. Stop your own publishing first.
 func (s *Service) Stop(ctx context.Context) error {
-	err := s.closeProducers(ctx)
+	var err error
 	if s.started {
 		s.started = false
-		err = errors.Join(err, s.Client.Stop(ctx))
+		err = s.Client.Stop(ctx)
 	}
-	return err
+	return errors.Join(err, s.closeProducers(ctx))
 }
 
 func (s *Service) closeProducers(ctx context.Context) error {

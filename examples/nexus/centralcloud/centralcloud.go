@@ -146,7 +146,7 @@ func (cc *CentralCloud) Handlers() config.Handlers {
 // Start starts the consumers.
 func (cc *CentralCloud) Start(ctx context.Context) error { return cc.svc.Start(ctx) }
 
-// Stop flushes the producers and stops the consumers.
+// Stop stops the consumers, then flushes and closes the producers.
 func (cc *CentralCloud) Stop(ctx context.Context) error { return cc.svc.Stop(ctx) }
 
 // Stats returns the domain counters.

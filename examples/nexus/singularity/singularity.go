@@ -153,7 +153,7 @@ func (in *Instance) Handlers() config.Handlers {
 // Start starts the consumers.
 func (in *Instance) Start(ctx context.Context) error { return in.svc.Start(ctx) }
 
-// Stop flushes the producers and stops the consumers.
+// Stop stops the consumers, then flushes and closes the producers.
 func (in *Instance) Stop(ctx context.Context) error { return in.svc.Stop(ctx) }
 
 // Stats returns the domain counters.
