@@ -329,21 +329,30 @@ func runService(cmd *cobra.Command, isSingularity bool) error {
 	}
 	fmt.Fprintf(errw, "nexus: %s running on %s, schema %s; Ctrl-C to stop\n", name, db.Redacted(), cfg.Schema)
 
+	genCtx, stopGen := context.WithCancel(runCtx)
+	defer stopGen()
 	genDone := make(chan error, 1)
 	if inst != nil {
-		go func() { genDone <- inst.Run(runCtx, flags.rate) }()
+		go func() { genDone <- inst.Run(genCtx, flags.rate) }()
 	} else {
-		close(genDone)
+		genDone <- nil
 	}
 	live := liveLine(errw)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	start := time.Now()
+	var genErr error
+	genRunning := inst != nil
 loop:
 	for {
 		select {
 		case <-runCtx.Done():
 			break loop
+		case genErr = <-genDone:
+			genRunning = false
+			if genErr != nil {
+				break loop // publishing failed for good: stop
+			}
 		case <-tick.C:
 			if !flags.quiet {
 				p := cnt.Progress()
@@ -352,7 +361,10 @@ loop:
 			}
 		}
 	}
-	genErr := <-genDone
+	stopGen()
+	if genRunning {
+		genErr = <-genDone
+	}
 	if !flags.quiet {
 		endLive(errw)
 	}
