@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pgflow-go/pgflow"
+	"github.com/pgflow-go/pgflow/internal/schema"
 )
 
 // Config is a loaded, validated configuration file.
@@ -204,12 +205,21 @@ func parse(data []byte, name string, opts Options) (*Config, error) {
 		}
 		l.add(path, dbLine, "not a PostgreSQL URL: %v", unwrapAll(err))
 	}
+	schemaLine := 0
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value == "schema" {
+			schemaLine = root.Content[i+1].Line
+		}
+	}
 	if cfg.Schema == "" {
 		if s, ok := opts.LookupEnv("PGFLOW_SCHEMA"); ok && s != "" {
 			cfg.Schema = s
 		} else {
-			cfg.Schema = "public"
+			cfg.Schema = schema.Default
 		}
+	}
+	if schema.Validate(cfg.Schema) != nil {
+		l.add("schema", schemaLine, "%q: want 1-63 characters of [a-z0-9_], starting with a letter or underscore", cfg.Schema)
 	}
 	l.crossCheck(cfg)
 	if len(l.problems) > 0 {

@@ -168,6 +168,7 @@ func TestProblems(t *testing.T) {
 			`f.yaml: line 4: producers.p.queue_name: unclosed ${ in "${QUEUE"`},
 		{"bad variable", head + "producers:\n  p:\n    queue_name: ${1Q}\n", nil,
 			`f.yaml: line 4: producers.p.queue_name: bad variable ${1Q}: want ${NAME} or ${NAME:-default}, NAME of letters, digits and _`},
+		{"bad schema", head + "schema: My-Schema\n", nil, `f.yaml: line 2: schema: "My-Schema": want 1-63 characters of [a-z0-9_], starting with a letter or underscore`},
 		{"bad env default", head, map[string]string{"PGFLOW_MAX_RETRIES": "three"},
 			`f.yaml: env PGFLOW_MAX_RETRIES: want a non-negative integer, got "three"`},
 		{"duplicate entry", head + "producers:\n  p:\n    queue_name: q\n  p:\n    queue_name: r\n", nil,
