@@ -12,16 +12,12 @@ func TestThrowawayCluster(t *testing.T) {
 	if os.Getenv("NEXUS_TEST_THROWAWAY") == "" {
 		t.Skip("set NEXUS_TEST_THROWAWAY=1 to start a throwaway PostgreSQL cluster")
 	}
-	bindir, err := findBindir()
-	if err != nil {
-		t.Skip(err)
-	}
 	ctx := context.Background()
-	d, err := startThrowaway(ctx, bindir)
+	d, err := startThrowaway(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := d.dir
+	dir := d.cluster.Dir
 	if err := ping(ctx, d.URL); err != nil {
 		d.Close()
 		t.Fatal(err)
