@@ -47,12 +47,12 @@ func TestExplainOpsQueries(t *testing.T) {
 		       CASE WHEN i % 50 = 0 THEN 'worker-' || (i % 7) END,
 		       CASE WHEN i % 50 = 0 THEN now() + interval '30 seconds' END,
 		       CASE WHEN i % 20 = 1 THEN jsonb_build_array(jsonb_build_object('attempt', 1, 'error', 'error kind ' || (i % 1000), 'at', now())) ELSE '[]' END,
-		       now() - ((` + strconv.Itoa(n) + ` - i) || ' milliseconds')::interval
+		       now() - ((`+strconv.Itoa(n)+` - i) || ' milliseconds')::interval
 		FROM generate_series(1, `+strconv.Itoa(n)+`) i`)
 	db.Exec(t, `INSERT INTO pgflow_dlq (message_id, queue_name, payload, priority, error, errors, retry_count, attempts, message_created_at, created_at)
 		SELECT i, CASE WHEN i % 10 < 6 THEN 'q0' ELSE 'q' || (1 + i % 9) END, jsonb_build_object('i', i),
 		       (ARRAY[0, 0, 0, 5, 10])[1 + i % 5], 'error kind ' || (i % 1000), '[]', 4, 4,
-		       now() - interval '31 days', now() - ((` + strconv.Itoa(n) + ` - i) || ' seconds')::interval
+		       now() - interval '31 days', now() - ((`+strconv.Itoa(n)+` - i) || ' seconds')::interval
 		FROM generate_series(1, `+strconv.Itoa(n)+`) i`)
 	// Autovacuum keeps these tables vacuumed (0001 sets aggressive settings on
 	// pgflow_messages); VACUUM sets the visibility map as it would.
