@@ -43,11 +43,7 @@ func (e exitError) ExitCode() int { return e.code }
 // replace it.
 var stdinIsTerminal = func(cmd *cobra.Command) bool {
 	f, ok := cmd.InOrStdin().(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && isTerminal(f.Fd())
 }
 
 // confirm asks before a destructive action. With --yes it proceeds; on a
