@@ -82,3 +82,17 @@ func TestStatsCountersAckThroughput(t *testing.T) {
 		t.Logf("round %d: counters off %.0f msg/s, on %.0f msg/s", i+1, off, on)
 	}
 }
+
+// BenchmarkPublishEventWithCounters is what the always-installed counter
+// hook adds to each Publish: building and emitting EventPublished (the
+// recorder ignores it). Without any hook this path returns at once.
+func BenchmarkPublishEventWithCounters(b *testing.B) {
+	c := &Client{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	c.stats = newStatsRecorder(c)
+	c.hooks = []EventHook{c.stats.record}
+	opts := []PublishOption{WithPriority(PriorityHigh)}
+	b.ReportAllocs()
+	for b.Loop() {
+		c.afterPublish("q", 1, nil, opts)
+	}
+}
