@@ -102,6 +102,15 @@ func TestQueueStats(t *testing.T) {
 	if _, err := c.QueueStats(ctx, "nope"); !errors.Is(err, pgflow.ErrQueueNotFound) {
 		t.Fatalf("unknown queue: %v", err)
 	}
+	fl, err := c.ListInFlight(ctx, "orders", 0)
+	if err != nil || len(fl) != 2 || fl[0].Attempt != 1 || fl[0].LeaseLeft <= 0 || fl[0].LockedBy == "" {
+		t.Fatalf("in flight: %+v %v", fl, err)
+	}
+	db.Exec(t, `UPDATE pgflow_messages SET locked_until = now() - interval '5 seconds' WHERE id = $1`, inflight2)
+	fl, err = c.ListInFlight(ctx, "orders", 1)
+	if err != nil || len(fl) != 1 || fl[0].ID != inflight2 || fl[0].LeaseLeft >= 0 || fl[0].LockedBy != "worker-b" {
+		t.Fatalf("expired lease first: %+v %v", fl, err)
+	}
 	qs, err := c.ListQueues(ctx)
 	if err != nil || len(qs) != 2 || qs[1].Name != "orders" || qs[1].MaxRetries != 5 {
 		t.Fatalf("list queues: %+v %v", qs, err)

@@ -147,6 +147,7 @@ func TestCLIGolden(t *testing.T) {
 		{"pending_page", []string{"pending", "consensus_results_queue", "--limit", "2"}, 0},
 		{"pending_error", []string{"pending", "consensus_results_queue", "--error", "REFUSED"}, 0},
 		{"pending_missing", []string{"pending", "nope"}, exitNotFound},
+		{"pending_in_flight", []string{"pending", "consensus_results_queue", "--in-flight"}, 0},
 		{"dlq_list", []string{"dlq", "list"}, 0},
 		{"dlq_list_filtered", []string{"dlq", "list", "--error", "timeout", "--priority", "10"}, 0},
 		{"dlq_list_since", []string{"dlq", "list", "--since", "2026-01-01T08:30:00Z", "--until", "2026-01-01T08:45:00Z"}, 0},

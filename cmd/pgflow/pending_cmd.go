@@ -11,8 +11,9 @@ import (
 
 var pendingFlags struct {
 	filterFlags
-	limit  int
-	cursor string
+	limit    int
+	cursor   string
+	inFlight bool
 }
 
 var pendingCmd = &cobra.Command{
@@ -24,11 +25,17 @@ STATE is ready (claimable now), delayed, or retrying (backing off after a
 failure; LAST ERROR says why). Pages with --limit; when more follow, the
 cursor for the next page is printed on stderr (and as next_cursor in --json).
 
---since/--until filter on the publish time here.`,
+--since/--until filter on the publish time here.
+
+With --in-flight it lists the messages consumers hold leases on instead,
+the lease closest to expiry first: who processes what, on which attempt,
+and which leases ran out (the consumer crashed or hung; the lease rescuer
+takes those back within a second).`,
 	Example: `  pgflow pending consensus_results_queue
   pgflow pending consensus_results_queue --limit 50 --error timeout
   pgflow pending rollback_triggers_queue --priority 10 --since 1h
-  pgflow pending consensus_results_queue --cursor MTA6MTc2NzIyNTYwMDAwMDAwMDo0Mg`,
+  pgflow pending consensus_results_queue --cursor MTA6MTc2NzIyNTYwMDAwMDAwMDo0Mg
+  pgflow pending consensus_results_queue --in-flight`,
 	Args: usageArgs(cobra.ExactArgs(1)),
 	RunE: func(cmd *cobra.Command, args []string) error {
 		f := pgflow.PendingFilter{Limit: pendingFlags.limit, Cursor: pendingFlags.cursor, ErrorContains: pendingFlags.errText}
@@ -46,6 +53,9 @@ cursor for the next page is printed on stderr (and as next_cursor in --json).
 			ctx := cmd.Context()
 			if _, err := c.Queue(ctx, args[0]); err != nil {
 				return err
+			}
+			if pendingFlags.inFlight {
+				return printInFlight(cmd, c, args[0])
 			}
 			page, err := c.ListPending(ctx, args[0], f)
 			if err != nil {
@@ -107,5 +117,44 @@ func init() {
 	pendingCmd.Flags().Lookup("error").Usage = "error history contains this text (case-insensitive)"
 	pendingCmd.Flags().IntVarP(&pendingFlags.limit, "limit", "n", 100, "page size, at most 1000")
 	pendingCmd.Flags().StringVar(&pendingFlags.cursor, "cursor", "", "continue after the previous page (printed on stderr)")
+	pendingCmd.Flags().BoolVar(&pendingFlags.inFlight, "in-flight", false, "list leased messages instead (--limit applies)")
 	rootCmd.AddCommand(pendingCmd)
+}
+
+func printInFlight(cmd *cobra.Command, c *pgflow.Client, queue string) error {
+	msgs, err := c.ListInFlight(cmd.Context(), queue, pendingFlags.limit)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if globals.json {
+		type view struct {
+			ID            int64             `json:"id"`
+			Queue         string            `json:"queue"`
+			Priority      int               `json:"priority"`
+			Attempt       int               `json:"attempt"`
+			RetryCount    int               `json:"retry_count"`
+			LockedBy      string            `json:"locked_by"`
+			LeaseUntil    string            `json:"lease_until"`
+			LeaseLeftSecs float64           `json:"lease_left_seconds"`
+			CreatedAt     string            `json:"created_at"`
+			Payload       json.RawMessage   `json:"payload"`
+			Headers       map[string]string `json:"headers"`
+		}
+		views := make([]view, 0, len(msgs))
+		for _, m := range msgs {
+			views = append(views, view{m.ID, m.Queue, m.Priority, m.Attempt, m.RetryCount, m.LockedBy,
+				m.LeaseUntil.UTC().Format(jsonTime), m.LeaseLeft.Seconds(), m.CreatedAt.UTC().Format(jsonTime), m.Payload, m.Headers})
+		}
+		return printJSON(out, map[string]any{"messages": views})
+	}
+	t := newTable(out, "ID", "PRIORITY", "ATTEMPT", "CONSUMER", "LEASE LEFT", "CREATED AT", "PAYLOAD")
+	for _, m := range msgs {
+		left := fmtAge(m.LeaseLeft)
+		if m.LeaseLeft <= 0 {
+			left = "expired " + fmtAge(-m.LeaseLeft) + " ago"
+		}
+		t.row(itoa(m.ID), fmt.Sprint(m.Priority), fmt.Sprint(m.Attempt), m.LockedBy, left, fmtTime(m.CreatedAt), clip(string(m.Payload), 60))
+	}
+	return t.flush()
 }

@@ -6,6 +6,7 @@ const (
 	ListPending     = "ListPending"
 	AddQueueStats   = "AddQueueStats"
 	PruneQueueStats = "PruneQueueStats"
+	ListInFlight    = "ListInFlight"
 
 	ListDLQ    = "ListDLQ"
 	GetDLQ     = "GetDLQ"

@@ -133,3 +133,13 @@ ON CONFLICT (queue_name, bucket) DO UPDATE SET
 -- Drops buckets older than $1 seconds.
 DELETE FROM {{schema}}.pgflow_queue_stats
 WHERE bucket < now() - $1::bigint * interval '1 second';
+
+-- name: ListInFlight
+-- A queue's leased messages, the lease closest to expiry first, through
+-- pgflow_messages_lease_idx. $1 queue, $2 limit.
+SELECT m.id, m.queue_name, m.payload, m.headers, m.priority, m.attempt, m.retry_count,
+       coalesce(m.locked_by, ''), m.locked_until, m.created_at, now()
+FROM {{schema}}.pgflow_messages m
+WHERE m.status = 'processing' AND m.queue_name = $1
+ORDER BY m.locked_until, m.id
+LIMIT $2;
