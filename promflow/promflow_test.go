@@ -7,6 +7,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -176,6 +180,37 @@ func TestScrapeEventsAndGauges(t *testing.T) {
 	mustValue(t, fams, "pgflow_queue_expired_leases", backlog, 0)
 	if age, _ := value(t, fams, "pgflow_queue_oldest_ready_age_seconds", backlog); age < 0 {
 		t.Errorf("oldest ready age %v is negative", age)
+	}
+
+	checkDeployFilesNameExportedMetrics(t, fams)
+}
+
+// checkDeployFilesNameExportedMetrics fails when the alert rules or a
+// dashboard use a pgflow metric name that the scrape did not contain, so a
+// rename cannot silently break them.
+func checkDeployFilesNameExportedMetrics(t *testing.T, fams map[string]*dto.MetricFamily) {
+	t.Helper()
+	files, _ := filepath.Glob("../deploy/grafana/*.json")
+	files = append(files, "../deploy/prometheus/alerts.yml")
+	name := regexp.MustCompile(`pgflow_[a-z_]+`)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range name.FindAllString(string(b), -1) {
+			if fams[n] != nil || strings.HasSuffix(n, "_") { // "pgflow_queue_*" in a comment
+				continue
+			}
+			base := n
+			for _, suffix := range []string{"_bucket", "_count", "_sum"} {
+				base = strings.TrimSuffix(base, suffix)
+			}
+			if f := fams[base]; f != nil && f.GetType() == dto.MetricType_HISTOGRAM {
+				continue
+			}
+			t.Errorf("%s uses %s, which pgflow does not export", f, n)
+		}
 	}
 }
 
