@@ -144,7 +144,8 @@ type QueueGaugeOptions struct {
 	// CacheTTL is how long one read of the database serves collections.
 	// Default 10 s; a negative value reads on every collection.
 	CacheTTL time.Duration
-	// Timeout bounds one read. Default 5 s.
+	// Timeout bounds one read. Default 15 s (a read costs about 1 s per
+	// million pending rows; docs/metrics.md).
 	Timeout time.Duration
 }
 
@@ -173,7 +174,7 @@ func (m *Metrics) ObserveQueues(pool *pgxpool.Pool, opts QueueGaugeOptions) (met
 		opts.CacheTTL = 0
 	}
 	if opts.Timeout <= 0 {
-		opts.Timeout = 5 * time.Second
+		opts.Timeout = 15 * time.Second
 	}
 	reader := depth.NewReader(pool, q, opts.CacheTTL, opts.Timeout)
 	msgs, err := m.meter.Int64ObservableGauge("pgflow.queue.messages", metric.WithUnit("{message}"),

@@ -28,7 +28,8 @@ type QueueOptions struct {
 	// CacheTTL is how long one read of the database serves scrapes.
 	// Default 10 s; a negative value reads on every scrape.
 	CacheTTL time.Duration
-	// Timeout bounds one read. Default 5 s.
+	// Timeout bounds one read. Default 15 s (a read costs about 1 s per
+	// million pending rows; docs/metrics.md).
 	Timeout time.Duration
 	// ConstLabels are added to every series.
 	ConstLabels prometheus.Labels
@@ -61,7 +62,7 @@ func NewQueueCollector(pool *pgxpool.Pool, opts QueueOptions) (*QueueCollector, 
 		opts.CacheTTL = 0
 	}
 	if opts.Timeout <= 0 {
-		opts.Timeout = 5 * time.Second
+		opts.Timeout = 15 * time.Second
 	}
 	name := func(n string) string { return prometheus.BuildFQName(opts.Namespace, "", n) }
 	cl := opts.ConstLabels

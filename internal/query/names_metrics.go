@@ -2,5 +2,6 @@ package query
 
 // Statement names of the metrics area (sql/metrics.sql).
 const (
-	QueueDepths = "QueueDepths"
+	QueueDepths         = "QueueDepths"
+	QueueDepthsSettings = "QueueDepthsSettings"
 )
