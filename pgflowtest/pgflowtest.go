@@ -132,3 +132,20 @@ func (db *DB) Exec(t testing.TB, sql string, args ...any) {
 		t.Fatalf("pgflowtest: exec %q: %v", sql, err)
 	}
 }
+
+// NewPoolOn opens another pool on db's database (as a separate process
+// would have), closed when t ends.
+func NewPoolOn(t testing.TB, db *DB, maxConns int32) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = maxConns
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}

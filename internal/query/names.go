@@ -14,6 +14,7 @@ const (
 	InsertMessageNotify = "InsertMessageNotify"
 	FindByDedupKey      = "FindByDedupKey"
 	InsertMessages      = "InsertMessages"
+	InsertMessagesPlain = "InsertMessagesPlain"
 
 	ClaimMessages       = "ClaimMessages"
 	AckMessages         = "AckMessages"

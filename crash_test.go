@@ -1,0 +1,210 @@
+package pgflow_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgflow-go/pgflow"
+	"github.com/pgflow-go/pgflow/internal/pgcluster"
+	"github.com/pgflow-go/pgflow/migrate"
+	"github.com/pgflow-go/pgflow/pgflowtest"
+)
+
+// TestHelperConsumerProcess is not a test: TestConsumerProcessKilled runs the
+// test binary again with this test selected, as a separate consumer process.
+func TestHelperConsumerProcess(t *testing.T) {
+	schema := os.Getenv("PGFLOW_HELPER_SCHEMA")
+	if schema == "" {
+		t.Skip("helper process only")
+	}
+	ctx := context.Background()
+	c, err := pgflow.Connect(ctx, pgflowtest.DatabaseURL(), pgflow.Config{Schema: schema, Logger: quietLogger()})
+	if err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(1)
+	}
+	err = c.Consume(pgflow.ConsumerConfig{Queue: "crash", Handler: func(ctx context.Context, m *pgflow.Message) error {
+		fmt.Printf("HANDLING %d %d\n", m.ID, m.Attempt)
+		if os.Getenv("PGFLOW_HELPER_SUICIDE") != "" {
+			// A poison message: it takes its process down.
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+		select {} // hang until killed
+	}})
+	if err == nil {
+		err = c.Start(ctx)
+	}
+	if err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(1)
+	}
+	select {}
+}
+
+// startConsumerProcess runs the helper and waits until its handler has the
+// message; it returns the process and the attempt it saw.
+func startConsumerProcess(t *testing.T, schema string, suicide bool) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperConsumerProcess$", "-test.v")
+	cmd.Env = append(os.Environ(), "PGFLOW_HELPER_SCHEMA="+schema)
+	if suicide {
+		cmd.Env = append(cmd.Env, "PGFLOW_HELPER_SUICIDE=1")
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	timeout := time.After(60 * time.Second)
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatal("helper process exited before handling the message")
+			}
+			if rest, ok := strings.CutPrefix(line, "HANDLING "); ok {
+				return cmd, rest
+			}
+			if strings.HasPrefix(line, "ERROR") {
+				t.Fatal(line)
+			}
+		case <-timeout:
+			t.Fatal("helper process never handled the message")
+		}
+	}
+}
+
+// TestConsumerProcessKilled: a consumer process dies with SIGKILL in the
+// middle of a handler; the message is delivered again elsewhere once its
+// lease expires. A message that kills every process that handles it ends in
+// the DLQ instead of looping forever.
+func TestConsumerProcessKilled(t *testing.T) {
+	t.Parallel()
+	db := pgflowtest.New(t)
+	ctx := context.Background()
+	c := newClient(t, db, pgflow.Config{RescueInterval: 50 * time.Millisecond})
+	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "crash", MaxRetries: 1, LeaseTimeout: 300 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	id, err := c.Publish(ctx, "crash", map[string]string{"job": "resize-image"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// First process: killed from outside mid-handler.
+	p1, seen := startConsumerProcess(t, db.Schema, false)
+	if want := fmt.Sprintf("%d 1", id); seen != want {
+		t.Fatalf("first process handled %q, want %q", seen, want)
+	}
+	if err := p1.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = p1.Wait()
+
+	// Second process: the message comes back (attempt 2) and kills it.
+	p2, seen := startConsumerProcess(t, db.Schema, true)
+	if want := fmt.Sprintf("%d 2", id); seen != want {
+		t.Fatalf("second process handled %q, want %q", seen, want)
+	}
+	_ = p2.Wait()
+
+	// Out of retries: this test's client (it runs the rescuer) buries it.
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "dead letter", func() bool { return db.Count(t, "pgflow_dlq", "") == 1 })
+	d := readDLQ(t, db)[0]
+	if d.messageID != id || d.attempts != 2 || len(d.errors) != 2 || !strings.Contains(d.lastError, "lease expired") {
+		t.Fatalf("dlq = %+v", d)
+	}
+	if n := db.Count(t, "pgflow_messages", ""); n != 0 {
+		t.Fatalf("%d messages left", n)
+	}
+}
+
+// TestConsumerSurvivesServerRestart stops and restarts a throwaway cluster
+// under a running consumer (never the shared server).
+func TestConsumerSurvivesServerRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL cluster")
+	}
+	if !pgcluster.Available() {
+		t.Skip("PostgreSQL server binaries not installed")
+	}
+	t.Parallel()
+	ctx := context.Background()
+	cl, err := pgcluster.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Remove()
+	pool, err := pgxpool.New(ctx, cl.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := migrate.Up(ctx, pool, "public"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgflow.New(pool, pgflow.Config{Logger: quietLogger(), PollInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var handled atomic.Int32
+	if err := c.Consume(pgflow.ConsumerConfig{Queue: "restart", Handler: func(ctx context.Context, m *pgflow.Message) error {
+		handled.Add(1)
+		return nil
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Publish(ctx, "restart", 1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "before restart", func() bool { return handled.Load() == 1 })
+
+	if err := cl.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Publish(ctx, "restart", 2); err == nil {
+		t.Fatal("publish succeeded while the server was down")
+	}
+	time.Sleep(300 * time.Millisecond) // let the consumer notice and back off
+	if err := cl.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "publish after restart", func() bool {
+		_, err := c.Publish(ctx, "restart", 3)
+		return err == nil
+	})
+	waitFor(t, "consume after restart", func() bool { return handled.Load() == 2 })
+	waitFor(t, "acknowledged", func() bool {
+		var left int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pgflow_messages`).Scan(&left)
+		return err == nil && left == 0
+	})
+}

@@ -1,0 +1,100 @@
+package pgflow_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pgflow-go/pgflow"
+	"github.com/pgflow-go/pgflow/pgflowtest"
+)
+
+// quietLogger keeps expected warnings (retries, lease loss) out of test
+// output; set PGFLOW_TEST_LOG=1 to see them.
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// newClient returns a client on db, closed when the test ends.
+func newClient(t testing.TB, db *pgflowtest.DB, cfg pgflow.Config) *pgflow.Client {
+	t.Helper()
+	cfg.Schema = db.Schema
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger()
+	}
+	c, err := pgflow.New(db.Pool, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = c.Close(ctx)
+	})
+	return c
+}
+
+// fastQueue has short delays so retry tests finish quickly.
+func fastQueue(name string, maxRetries int) *pgflow.QueueConfig {
+	return &pgflow.QueueConfig{Name: name, MaxRetries: maxRetries, RetryDelay: 10 * time.Millisecond,
+		MaxRetryDelay: 40 * time.Millisecond, LeaseTimeout: 5 * time.Second}
+}
+
+// recorder collects events by kind.
+type recorder struct {
+	mu     sync.Mutex
+	events []pgflow.Event
+	signal chan struct{}
+}
+
+func newRecorder() *recorder { return &recorder{signal: make(chan struct{}, 1)} }
+
+func (r *recorder) hook(e pgflow.Event) {
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
+	select {
+	case r.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (r *recorder) count(kind pgflow.EventKind) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, e := range r.events {
+		if e.Kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *recorder) of(kind pgflow.EventKind) []pgflow.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []pgflow.Event
+	for _, e := range r.events {
+		if e.Kind == kind {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// waitFor polls cond until it holds or the (generous) deadline passes. The
+// deadline only guards against hangs; it is not a performance assertion.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

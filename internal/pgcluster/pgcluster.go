@@ -1,0 +1,147 @@
+// Package pgcluster runs a throwaway PostgreSQL cluster in a temporary
+// directory, on a free port of its own, for tests that must stop or restart
+// the server and for the demo when no server answers. It never touches any
+// other cluster.
+//
+// It uses initdb and pg_ctl from `pg_config --bindir`. PostgreSQL refuses to
+// run as root, so when the process is root the server runs as the postgres
+// user (via runuser) and the directory is handed to that user.
+package pgcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Cluster is a running (or stopped) throwaway cluster.
+type Cluster struct {
+	Dir  string
+	Port int
+	bin  string
+	as   string // user to run as, "" for the current one
+}
+
+// Available reports whether PostgreSQL's server binaries are installed.
+func Available() bool {
+	bin, err := binDir()
+	if err != nil {
+		return false
+	}
+	_, err = os.Stat(filepath.Join(bin, "initdb"))
+	return err == nil
+}
+
+func binDir() (string, error) {
+	out, err := exec.Command("pg_config", "--bindir").Output()
+	if err != nil {
+		return "", fmt.Errorf("pgcluster: pg_config --bindir: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// Start creates a cluster in a new temporary directory and starts it.
+func Start(ctx context.Context) (*Cluster, error) {
+	bin, err := binDir()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "pgflow-cluster-")
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Dir: dir, bin: bin}
+	if os.Geteuid() == 0 {
+		c.as = "postgres"
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			c.Remove()
+			return nil, fmt.Errorf("pgcluster: running as root needs a postgres user: %w", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := os.Chown(dir, uid, gid); err != nil {
+			c.Remove()
+			return nil, err
+		}
+	}
+	if c.Port, err = freePort(); err != nil {
+		c.Remove()
+		return nil, err
+	}
+	if err := c.run(ctx, "initdb", "-D", c.data(), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"); err != nil {
+		c.Remove()
+		return nil, err
+	}
+	if err := c.Restart(ctx); err != nil {
+		c.Remove()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) data() string { return filepath.Join(c.Dir, "data") }
+
+// URL returns a connection URL for database db.
+func (c *Cluster) URL(db string) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.Port, db)
+}
+
+// Restart starts the server (again) and waits until it accepts connections.
+func (c *Cluster) Restart(ctx context.Context) error {
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50", c.Port, c.Dir)
+	return c.run(ctx, "pg_ctl", "-D", c.data(), "-o", opts, "-l", filepath.Join(c.Dir, "server.log"), "-w", "-t", "60", "start")
+}
+
+// Stop shuts the server down ("fast": connections are cut, like a crash
+// from the clients' point of view).
+func (c *Cluster) Stop(ctx context.Context) error {
+	return c.run(ctx, "pg_ctl", "-D", c.data(), "-m", "fast", "-w", "-t", "60", "stop")
+}
+
+// Remove stops the server if it runs and deletes the directory.
+func (c *Cluster) Remove() {
+	if _, err := os.Stat(filepath.Join(c.data(), "postmaster.pid")); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_ = c.run(ctx, "pg_ctl", "-D", c.data(), "-m", "immediate", "-w", "stop")
+		cancel()
+	}
+	_ = os.RemoveAll(c.Dir)
+}
+
+func (c *Cluster) run(ctx context.Context, tool string, args ...string) error {
+	path := filepath.Join(c.bin, tool)
+	var cmd *exec.Cmd
+	if c.as != "" {
+		cmd = exec.CommandContext(ctx, "runuser", append([]string{"-u", c.as, "--", path}, args...)...)
+	} else {
+		cmd = exec.CommandContext(ctx, path, args...)
+	}
+	cmd.Dir = c.Dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pgcluster: %s %s: %w\n%s", tool, strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	addr, ok := l.Addr().(*net.TCPAddr)
+	if !ok {
+		return 0, errors.New("pgcluster: no TCP port")
+	}
+	return addr.Port, nil
+}
