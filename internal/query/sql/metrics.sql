@@ -14,8 +14,10 @@
 -- planner still picks a sequential scan of the heap: 100 ms instead of 5 ms
 -- for 10k pending rows in a table that had held 1M (docs/metrics.md). With
 -- sequential scans priced out it reads the indexes. Parallel workers cost
--- more than they save on a scrape.
-SET LOCAL enable_seqscan = off; SET LOCAL max_parallel_workers_per_gather = 0;
+-- more than they save on a scrape. (set_config(..., true) is SET LOCAL as
+-- one preparable statement.)
+SELECT set_config('enable_seqscan', 'off', true),
+       set_config('max_parallel_workers_per_gather', '0', true);
 
 -- name: QueueDepths
 -- One row per queue known to pgflow_queues, pgflow_messages or pgflow_dlq:
