@@ -305,7 +305,5 @@ func TestReconnectAfterBackendsTerminated(t *testing.T) {
 		return err == nil
 	})
 	waitFor(t, "message after terminate", func() bool { return handled.Load() == 2 })
-	if n := db.Count(t, "pgflow_messages", ""); n != 0 {
-		t.Fatalf("%d messages left", n)
-	}
+	waitFor(t, "acknowledged", func() bool { return db.Count(t, "pgflow_messages", "") == 0 })
 }
