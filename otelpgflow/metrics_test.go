@@ -152,3 +152,17 @@ func TestObserveQueues(t *testing.T) {
 		t.Errorf("oldest ready age %v", got)
 	}
 }
+
+func BenchmarkObserve(b *testing.B) {
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	m, err := otelpgflow.NewMetrics(otelpgflow.WithMeterProvider(mp))
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := pgflow.Event{Kind: pgflow.EventCompleted, Queue: "orders", HandlerDuration: time.Millisecond}
+	m.Observe(e)
+	b.ReportAllocs()
+	for b.Loop() {
+		m.Observe(e)
+	}
+}

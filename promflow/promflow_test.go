@@ -273,3 +273,13 @@ func TestBatchEventsCountMessages(t *testing.T) {
 	mustValue(t, byName, "x_messages_purged_total", qs, 7)
 	mustValue(t, byName, "x_messages_published_total", qs, 0)
 }
+
+func BenchmarkObserve(b *testing.B) {
+	ec := promflow.NewEventCollector(promflow.EventOptions{})
+	e := pgflow.Event{Kind: pgflow.EventCompleted, Queue: "orders", HandlerDuration: time.Millisecond}
+	ec.Observe(e)
+	b.ReportAllocs()
+	for b.Loop() {
+		ec.Observe(e)
+	}
+}
