@@ -77,6 +77,7 @@ load 1m
 	pgflow_dlq_messages{instance="serve", queue="quiet"}    3x30
 	pgflow_queue_oldest_ready_age_seconds{instance="serve", queue="orders"}  0+60x30
 	pgflow_queue_oldest_ready_age_seconds{instance="serve", queue="quiet"}   0x30
+	pgflow_queue_oldest_ready_age_seconds{instance="serve", queue="paused"}  0+60x30
 	pgflow_queue_messages{instance="serve", queue="orders",    state="ready"}      50x30
 	pgflow_queue_messages{instance="serve", queue="orders",    state="processing"} 0x30
 	pgflow_queue_messages{instance="serve", queue="busy",      state="ready"}      50x30
@@ -118,7 +119,7 @@ func TestRulesFire(t *testing.T) {
 
 	want := map[string][]string{
 		"PgflowDLQTooLarge":             {"orders"},
-		"PgflowOldestMessageTooOld":     {"orders"},
+		"PgflowOldestMessageTooOld":     {"orders"}, // not paused
 		"PgflowQueueNoConsumer":         {"orders"}, // busy has claims, paused is paused, quiet is empty
 		"PgflowHandlerErrorRatioHigh":   {"orders"}, // busy fails 1%, quiet has too few runs
 		"PgflowLeasesExpiring":          {"orders"},
