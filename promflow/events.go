@@ -52,6 +52,19 @@ var kinds = [...]pgflow.EventKind{
 
 const numKinds = len(kinds)
 
+// Indexes into kinds and queueInstruments.counters.
+const (
+	iPublished = iota
+	iPublishFailed
+	iReceived
+	iCompleted
+	iRetried
+	iDeadLettered
+	iLeaseExpired
+	iRedriven
+	iPurged
+)
+
 var kindHelp = map[pgflow.EventKind]string{
 	pgflow.EventPublished:     "Messages committed to the queue.",
 	pgflow.EventPublishFailed: "Publish calls that returned an error.",
@@ -123,32 +136,32 @@ func (ec *EventCollector) Observe(e pgflow.Event) {
 	qi := ec.instruments(e.Queue)
 	switch e.Kind {
 	case pgflow.EventPublished:
-		qi.counters[0].Inc()
+		qi.counters[iPublished].Inc()
 	case pgflow.EventPublishFailed:
-		qi.counters[1].Inc()
+		qi.counters[iPublishFailed].Inc()
 	case pgflow.EventReceived:
-		qi.counters[2].Inc()
+		qi.counters[iReceived].Inc()
 		qi.queueWait.Observe(max(e.QueueWait.Seconds(), 0))
 	case pgflow.EventCompleted:
-		qi.counters[3].Inc()
+		qi.counters[iCompleted].Inc()
 		qi.handlerCompleted.Observe(e.HandlerDuration.Seconds())
 	case pgflow.EventRetried:
-		qi.counters[4].Inc()
+		qi.counters[iRetried].Inc()
 		if e.HandlerDuration > 0 {
 			qi.handlerRetried.Observe(e.HandlerDuration.Seconds())
 		}
 	case pgflow.EventDeadLettered:
-		qi.counters[5].Inc()
+		qi.counters[iDeadLettered].Inc()
 		// A message dead-lettered by an expired lease has no handler run.
 		if e.HandlerDuration > 0 {
 			qi.handlerDeadLettered.Observe(e.HandlerDuration.Seconds())
 		}
 	case pgflow.EventLeaseExpired:
-		qi.counters[6].Inc()
+		qi.counters[iLeaseExpired].Inc()
 	case pgflow.EventRedriven:
-		qi.counters[7].Add(float64(count(e)))
+		qi.counters[iRedriven].Add(float64(count(e)))
 	case pgflow.EventPurged:
-		qi.counters[8].Add(float64(count(e)))
+		qi.counters[iPurged].Add(float64(count(e)))
 	}
 }
 

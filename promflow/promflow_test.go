@@ -283,3 +283,32 @@ func BenchmarkObserve(b *testing.B) {
 		ec.Observe(e)
 	}
 }
+
+// TestEveryKindCounted sends one event of each kind and checks it lands in
+// its own counter.
+func TestEveryKindCounted(t *testing.T) {
+	ec := promflow.NewEventCollector(promflow.EventOptions{})
+	kinds := []pgflow.EventKind{
+		pgflow.EventPublished, pgflow.EventPublishFailed, pgflow.EventReceived,
+		pgflow.EventCompleted, pgflow.EventRetried, pgflow.EventDeadLettered,
+		pgflow.EventLeaseExpired, pgflow.EventRedriven, pgflow.EventPurged,
+	}
+	for i, k := range kinds {
+		for range i + 1 {
+			ec.Observe(pgflow.Event{Kind: k, Queue: "q"})
+		}
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(ec)
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*dto.MetricFamily{}
+	for _, f := range fams {
+		byName[f.GetName()] = f
+	}
+	for i, k := range kinds {
+		mustValue(t, byName, "pgflow_messages_"+string(k)+"_total", map[string]string{"queue": "q"}, float64(i+1))
+	}
+}
