@@ -100,6 +100,11 @@ func TestExplainOpsQueries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if tc.stmt == query.QueueStats { // as QueueStats runs it
+			if _, err := tx.Exec(ctx, c.q.Get(query.QueueDepthsSettings)); err != nil {
+				t.Fatal(err)
+			}
+		}
 		args := append([]any{pgx.QueryExecModeExec}, tc.args...)
 		rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, SUMMARY ON) "+c.q.Get(tc.stmt), args...)
 		if err != nil {
@@ -131,6 +136,46 @@ func TestExplainOpsQueries(t *testing.T) {
 		summary = append(summary, "| "+tc.name+" | "+strings.Join(dedupe(idx), ", ")+" | "+exec+" |")
 	}
 	t.Logf("summary:\n%s", strings.Join(summary, "\n"))
+
+	// Wall time of the API calls, best of 3 (EXPLAIN ANALYZE's per-row
+	// timing inflates scans of many rows), with the statement as shipped
+	// and, for comparison, without the seqscan/parallel settings.
+	best := func(f func() error) time.Duration {
+		b := time.Duration(1 << 62)
+		for range 3 {
+			st := time.Now()
+			if err := f(); err != nil {
+				t.Fatal(err)
+			}
+			b = min(b, time.Since(st))
+		}
+		return b
+	}
+	plain := func(q any) func() error {
+		return func() error {
+			rows, err := db.Pool.Query(ctx, c.q.Get(query.QueueStats), pgx.QueryExecModeExec, q)
+			if err != nil {
+				return err
+			}
+			rows.Close()
+			return rows.Err()
+		}
+	}
+	for _, q := range []string{"q0", "q5", ""} {
+		api := best(func() error {
+			if q == "" {
+				_, err := c.AllQueueStats(ctx)
+				return err
+			}
+			_, err := c.QueueStats(ctx, q)
+			return err
+		})
+		var arg any = q
+		if q == "" {
+			arg = nil
+		}
+		t.Logf("wall: QueueStats(%q) %v as shipped, %v with the planner's default plan", q, api.Round(time.Millisecond), best(plain(arg)).Round(time.Millisecond))
+	}
 }
 
 func dedupe(s []string) []string {
