@@ -7,38 +7,19 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/pgflow-go/pgflow"
-	"github.com/pgflow-go/pgflow/internal/schema"
-	"github.com/pgflow-go/pgflow/migrate"
-	"github.com/pgflow-go/pgflow/pgflowtest"
 )
 
 // exampleClient gives an example its own migrated schema; cleanup drops it.
 func exampleClient() (*pgflow.Client, func()) {
-	ctx := context.Background()
-	cfg, err := pgxpool.ParseConfig(pgflowtest.DatabaseURL())
-	if err != nil {
-		log.Fatal(err)
-	}
-	cfg.MaxConns = 4
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		log.Fatal(err)
-	}
-	name := fmt.Sprintf("pgflow_example_%08x", rand.Uint32())
-	if _, err := migrate.Up(ctx, pool, name); err != nil {
-		log.Fatal(err)
-	}
+	pool, name, drop := exampleDB(fmt.Sprintf("admin_%08x", rand.Uint32()))
 	c, err := pgflow.New(pool, pgflow.Config{Schema: name})
 	if err != nil {
 		log.Fatal(err)
 	}
 	return c, func() {
-		_ = c.Close(ctx)
-		_, _ = pool.Exec(ctx, "DROP SCHEMA "+schema.Quote(name)+" CASCADE")
-		pool.Close()
+		_ = c.Close(context.Background())
+		drop()
 	}
 }
 
