@@ -49,6 +49,9 @@ type Options struct {
 	ProgressEvery time.Duration
 	// Telemetry, when set, receives every named event.
 	Telemetry telemetry.Handler
+	// Hooks are added to every service's pgflow client (e.g. a Prometheus
+	// or OpenTelemetry collector).
+	Hooks []pgflow.EventHook
 	// LookupEnv reads the configs' environment. Default os.LookupEnv.
 	LookupEnv func(string) (string, bool)
 	Logger    *slog.Logger
@@ -131,7 +134,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	newClient := func(service string, cfg *config.Config) (*pgflow.Client, error) {
 		return pgflow.New(o.Pool, pgflow.Config{Schema: cfg.Schema, Logger: o.Logger,
 			ID:    fmt.Sprintf("%s:%d", service, os.Getpid()),
-			Hooks: []pgflow.EventHook{cnt.Hook, telemetry.Bridge(tel, service, ruleSet(service))}})
+			Hooks: append([]pgflow.EventHook{cnt.Hook, telemetry.Bridge(tel, service, ruleSet(service))}, o.Hooks...)})
 	}
 
 	ccCfg, err := centralcloud.LoadConfig("", env)

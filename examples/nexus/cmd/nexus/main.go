@@ -30,6 +30,7 @@ import (
 )
 
 var flags struct {
+	metricsAddr string
 	databaseURL string
 	schema      string
 	duration    time.Duration
@@ -84,6 +85,7 @@ func init() {
 	pf := rootCmd.PersistentFlags()
 	pf.StringVar(&flags.databaseURL, "database-url", "", "PostgreSQL URL (default $PGFLOW_DATABASE_URL, else the local server)")
 	pf.BoolVar(&flags.json, "json", false, "print the final report as JSON")
+	pf.StringVar(&flags.metricsAddr, "metrics-addr", "", "serve Prometheus metrics (events and queue gauges) on this address, e.g. :9187")
 	pf.BoolVarP(&flags.quiet, "quiet", "q", false, "no live progress line")
 	pf.BoolVar(&flags.events, "events", false, "print every evolution.pgflow.* telemetry event")
 	pf.BoolVarP(&flags.verbose, "verbose", "v", false, "log pgflow warnings (retries, lost connections)")
@@ -213,6 +215,14 @@ func runAll(cmd *cobra.Command, _ []string) error {
 	}
 	if flags.events {
 		opts.Telemetry = printEvent
+	}
+	if flags.metricsAddr != "" {
+		hook, stop, err := serveMetrics(flags.metricsAddr, pool, schema, errw)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		opts.Hooks = append(opts.Hooks, hook)
 	}
 	rep, err := demo.Run(ctx, opts)
 	if !flags.quiet {
