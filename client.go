@@ -48,6 +48,10 @@ type Config struct {
 	StrictQueues bool
 	// Hooks receive lifecycle events.
 	Hooks []EventHook
+	// DisableStatsCounters stops the client from adding its delivery counts
+	// (handled, failed, dead-lettered) to pgflow_queue_stats every 5 s, which
+	// QueueStats.Windows reads. See stats.go.
+	DisableStatsCounters bool
 }
 
 // Client publishes and consumes pgflow messages. It is safe for concurrent
@@ -64,6 +68,7 @@ type Client struct {
 	known sync.Map // queue name -> struct{}: queues known to exist
 
 	notifier *notifier
+	stats    *statsRecorder // nil when DisableStatsCounters
 
 	mu        sync.Mutex
 	consumers map[string]*consumer
@@ -120,6 +125,10 @@ func New(pool *pgxpool.Pool, cfg Config) (*Client, error) {
 	if !cfg.PollOnly {
 		c.notifier = newNotifier(c)
 	}
+	if !cfg.DisableStatsCounters {
+		c.stats = newStatsRecorder(c)
+		c.hooks = append(c.hooks, c.stats.record)
+	}
 	return c, nil
 }
 
@@ -171,6 +180,9 @@ func (c *Client) Close(ctx context.Context) error {
 	}
 	if c.notifier != nil {
 		c.notifier.Stop()
+	}
+	if c.stats != nil {
+		c.stats.close(ctx)
 	}
 	if c.ownsPool {
 		c.pool.Close()

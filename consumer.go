@@ -372,7 +372,13 @@ func (cs *consumer) fetchLoop(rs *runState) {
 			free = cs.gatherSlots(ctx, free)
 		}
 		n := min(free, cs.cfg.MaxBatch)
-		msgs, err := cs.claim(ctx, n)
+		// The claim itself is not cut short by Stop: a claim cancelled after
+		// the server committed it would strand its messages until their
+		// lease expired (and count that as a failed attempt). Stop waits at
+		// most one claim instead.
+		claimCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+		msgs, err := cs.claim(claimCtx, n)
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -406,6 +412,9 @@ func (cs *consumer) fetchLoop(rs *runState) {
 		maybeMore = len(msgs) == n
 	}
 }
+
+// claimTimeout bounds one claim statement.
+const claimTimeout = 30 * time.Second
 
 // fullScanEvery is the longest a consumer with free workers goes without
 // claiming from the start of its queue.

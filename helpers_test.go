@@ -90,7 +90,7 @@ func (r *recorder) of(kind pgflow.EventKind) []pgflow.Event {
 // deadline only guards against hangs; it is not a performance assertion.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

@@ -12,27 +12,14 @@ import (
 	"github.com/pgflow-go/pgflow/pgflowtest"
 )
 
-// hung blocks until the test ends, ignoring its context, like a stuck
-// handler.
-func hung(release <-chan struct{}) pgflow.Handler {
-	return func(ctx context.Context, m *pgflow.Message) error {
-		<-release
-		return nil
-	}
-}
-
 func TestExpiredLeaseGoesToAnotherConsumer(t *testing.T) {
 	t.Parallel()
 	db := pgflowtest.New(t)
 	ctx := context.Background()
-	release := make(chan struct{})
-	defer close(release)
 	q := &pgflow.QueueConfig{Name: "lease", MaxRetries: 3, RetryDelay: 10 * time.Millisecond, LeaseTimeout: 200 * time.Millisecond}
 
-	// A consumer that hangs and never heartbeats (its heartbeat cannot run
-	// faster than the lease here, so we stop it from extending by pausing
-	// its client's background work: simplest is a client we never Start and
-	// whose claim we do by hand).
+	// A consumer that claimed the message and then hung without heartbeats
+	// (as a frozen process would): we make the claim by hand.
 	stuck := newClient(t, db, pgflow.Config{ID: "stuck"})
 	if err := stuck.DeclareQueue(ctx, *q); err != nil {
 		t.Fatal(err)
@@ -318,7 +305,5 @@ func TestReconnectAfterBackendsTerminated(t *testing.T) {
 		return err == nil
 	})
 	waitFor(t, "message after terminate", func() bool { return handled.Load() == 2 })
-	if n := db.Count(t, "pgflow_messages", ""); n != 0 {
-		t.Fatalf("%d messages left", n)
-	}
+	waitFor(t, "acknowledged", func() bool { return db.Count(t, "pgflow_messages", "") == 0 })
 }

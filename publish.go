@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -187,13 +187,17 @@ func (c *Client) PublishBatchTx(ctx context.Context, tx pgx.Tx, msgs []Outgoing)
 	return ids, nil
 }
 
+// batchColumns are InsertMessages' parallel arrays. They carry sentinels
+// instead of NULLs (see the statement's comment).
 type batchColumns struct {
 	queues, payloads, headers []string
-	priorities                []*int32
+	priorities                []int32
 	delays                    []int64
-	visibleAts                []*time.Time
-	dedupKeys                 []*string
+	visibleAts                []int64 // unix microseconds, 0 = not set
+	dedupKeys                 []string
 }
+
+const noPriority = math.MinInt32
 
 func (c *Client) publishBatch(ctx context.Context, tx pgx.Tx, msgs []Outgoing) ([]int64, error) {
 	cols := batchColumns{}
@@ -212,15 +216,22 @@ func (c *Client) publishBatch(ctx context.Context, tx pgx.Tx, msgs []Outgoing) (
 		cols.queues = append(cols.queues, m.Queue)
 		cols.payloads = append(cols.payloads, string(body))
 		cols.headers = append(cols.headers, string(headers))
-		var prio *int32
+		prio := int32(noPriority)
 		if o.priority != nil {
-			p := int32(*o.priority)
-			prio = &p
+			prio = int32(*o.priority)
 		}
 		cols.priorities = append(cols.priorities, prio)
 		cols.delays = append(cols.delays, o.delay.Microseconds())
-		cols.visibleAts = append(cols.visibleAts, o.visibleAt)
-		cols.dedupKeys = append(cols.dedupKeys, o.dedupKey)
+		var visibleAt int64
+		if o.visibleAt != nil {
+			visibleAt = max(o.visibleAt.UnixMicro(), 1)
+		}
+		cols.visibleAts = append(cols.visibleAts, visibleAt)
+		var dedup string
+		if o.dedupKey != nil {
+			dedup = *o.dedupKey
+		}
+		cols.dedupKeys = append(cols.dedupKeys, dedup)
 	}
 	for _, q := range cols.queues {
 		if err := c.ensureQueue(ctx, q); err != nil {
@@ -230,50 +241,60 @@ func (c *Client) publishBatch(ctx context.Context, tx pgx.Tx, msgs []Outgoing) (
 	ids := make([]int64, 0, len(msgs))
 	for start := 0; start < len(msgs); start += maxBatchRows {
 		end := min(start+maxBatchRows, len(msgs))
-		if !slices.ContainsFunc(cols.dedupKeys[start:end], func(k *string) bool { return k != nil }) {
-			rows, err := tx.Query(ctx, c.q.Get(query.InsertMessagesPlain),
-				cols.queues[start:end], cols.payloads[start:end], cols.headers[start:end], cols.priorities[start:end],
-				cols.delays[start:end], cols.visibleAts[start:end])
-			if err != nil {
-				return nil, fmt.Errorf("pgflow: publish batch: %w", err)
-			}
-			chunk, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-			if err != nil {
-				return nil, fmt.Errorf("pgflow: publish batch: %w", err)
-			}
-			if len(chunk) != end-start {
-				return nil, fmt.Errorf("pgflow: publish batch: %d ids for %d messages", len(chunk), end-start)
-			}
-			ids = append(ids, chunk...)
-			continue
+		chunk, err := c.insertChunk(ctx, tx, &cols, start, end)
+		if err != nil {
+			return nil, fmt.Errorf("pgflow: publish batch: %w", err)
 		}
-		rows, err := tx.Query(ctx, c.q.Get(query.InsertMessages),
+		ids = append(ids, chunk...)
+	}
+	return ids, nil
+}
+
+// insertChunk inserts messages [start, end) of cols in one statement.
+func (c *Client) insertChunk(ctx context.Context, tx pgx.Tx, cols *batchColumns, start, end int) ([]int64, error) {
+	hasDedup := slices.ContainsFunc(cols.dedupKeys[start:end], func(k string) bool { return k != "" })
+	if !hasDedup {
+		rows, err := tx.Query(ctx, c.q.Get(query.InsertMessagesPlain),
 			cols.queues[start:end], cols.payloads[start:end], cols.headers[start:end], cols.priorities[start:end],
-			cols.delays[start:end], cols.visibleAts[start:end], cols.dedupKeys[start:end])
+			cols.delays[start:end], cols.visibleAts[start:end])
 		if err != nil {
-			return nil, fmt.Errorf("pgflow: publish batch: %w", err)
+			return nil, err
 		}
-		chunk, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*int64, error) {
-			var id *int64
-			var inserted bool
-			err := r.Scan(&id, &inserted)
-			return id, err
-		})
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 		if err != nil {
-			return nil, fmt.Errorf("pgflow: publish batch: %w", err)
+			return nil, err
 		}
-		for i, id := range chunk {
-			if id == nil {
-				// The key's holder is not visible to the statement's snapshot
-				// (it committed while we ran): look again.
-				var found int64
-				if err := tx.QueryRow(ctx, c.q.Get(query.FindByDedupKey), cols.queues[start+i], *cols.dedupKeys[start+i]).Scan(&found); err != nil {
-					return nil, fmt.Errorf("pgflow: publish batch: dedup lookup for message %d: %w", start+i, err)
-				}
-				id = &found
+		// Identity values are drawn in insertion order, which is input order.
+		slices.Sort(ids)
+		return ids, nil
+	}
+	rows, err := tx.Query(ctx, c.q.Get(query.InsertMessages),
+		cols.queues[start:end], cols.payloads[start:end], cols.headers[start:end], cols.priorities[start:end],
+		cols.delays[start:end], cols.visibleAts[start:end], cols.dedupKeys[start:end])
+	if err != nil {
+		return nil, err
+	}
+	chunk, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*int64, error) {
+		var id *int64
+		var inserted bool
+		err := r.Scan(&id, &inserted)
+		return id, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]int64, len(chunk))
+	for i, id := range chunk {
+		if id == nil {
+			// The key's holder is not visible to the statement's snapshot (it
+			// committed while we ran): look again.
+			var found int64
+			if err := tx.QueryRow(ctx, c.q.Get(query.FindByDedupKey), cols.queues[start+i], cols.dedupKeys[start+i]).Scan(&found); err != nil {
+				return nil, fmt.Errorf("dedup lookup for message %d: %w", start+i, err)
 			}
-			ids = append(ids, *id)
+			id = &found
 		}
+		ids[i] = *id
 	}
 	return ids, nil
 }

@@ -108,9 +108,14 @@ func openClient(ctx context.Context) (*pgflow.Client, error) {
 func exitCode(err error) int {
 	var ue usageError
 	var ie *pgflow.InputError
+	var coded interface{ ExitCode() int }
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &coded):
+		return coded.ExitCode()
+	case errors.Is(err, pgflow.ErrDLQMessageNotFound):
+		return exitNotFound
 	case errors.As(err, &ue):
 		return exitUsage
 	case errors.Is(err, pgflow.ErrQueueNotFound):
@@ -127,7 +132,7 @@ func main() {
 	defer stop()
 	err := rootCmd.ExecuteContext(ctx)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "pgflow:", err)
+		fmt.Fprintln(os.Stderr, errorLine(err))
 	}
 	stop()
 	os.Exit(exitCode(err))

@@ -34,6 +34,10 @@ type Flusher[T any] struct {
 	done  chan struct{}
 	// deadline for the final flushes, set by Stop
 	final context.Context
+	// runCtx parents every write; Stop cancels it once its deadline passes,
+	// so a write stuck on a dead connection cannot outlive Stop.
+	runCtx    context.Context
+	cancelRun context.CancelFunc
 }
 
 // New starts a flusher. max bounds a batch; the input buffer holds 4×max.
@@ -47,6 +51,7 @@ func New[T any](name string, max int, log *slog.Logger, flush FlushFunc[T]) *Flu
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
+	f.runCtx, f.cancelRun = context.WithCancel(context.Background())
 	go f.loop()
 	return f
 }
@@ -77,8 +82,11 @@ func (f *Flusher[T]) Stop(ctx context.Context) {
 	default:
 	}
 	f.final = ctx
+	abort := context.AfterFunc(ctx, f.cancelRun)
+	defer abort()
 	close(f.stop)
 	<-f.done
+	f.cancelRun()
 }
 
 func (f *Flusher[T]) loop() {
@@ -113,7 +121,7 @@ func (f *Flusher[T]) loop() {
 func (f *Flusher[T]) write(items []T) bool {
 	retry := backoff.Policy{Base: 20 * time.Millisecond, Max: 2 * time.Second}
 	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+		ctx, cancel := context.WithTimeout(f.runCtx, writeTimeout)
 		err := f.flush(ctx, items)
 		cancel()
 		if err == nil {

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/pgflow-go/pgflow"
+)
+
+var queuesCmd = &cobra.Command{
+	Use:   "queues",
+	Short: "List queues with their depth, dead letters and settings",
+	Long: `List every queue: whether it is paused, how many messages are ready,
+delayed, retrying (backing off after a failure) and in flight, how many are
+in the dead-letter queue, how long the oldest ready message has waited, and
+the queue's retry settings.`,
+	Example: `  pgflow queues
+  pgflow queues --json | jq '.[] | select(.dead_lettered > 100)'`,
+	Args: usageArgs(cobra.NoArgs),
+	RunE: func(cmd *cobra.Command, _ []string) error {
+		return withClient(cmd, func(c *pgflow.Client) error {
+			ctx := cmd.Context()
+			stats, err := c.AllQueueStats(ctx)
+			if err != nil {
+				return err
+			}
+			defs, err := c.ListQueues(ctx)
+			if err != nil {
+				return err
+			}
+			byName := map[string]pgflow.QueueInfo{}
+			for _, d := range defs {
+				byName[d.Name] = d
+			}
+			out := cmd.OutOrStdout()
+			if globals.json {
+				views := make([]queueView, 0, len(stats))
+				for _, s := range stats {
+					views = append(views, newQueueView(s, byName[s.Queue]))
+				}
+				return printJSON(out, views)
+			}
+			t := newTable(out, "QUEUE", "PAUSED", "READY", "DELAYED", "RETRYING", "IN FLIGHT", "DLQ", "OLDEST READY", "MAX RETRIES", "RETRY DELAY", "LEASE")
+			for _, s := range stats {
+				d := byName[s.Queue]
+				t.row(s.Queue, yesNo(s.Paused), itoa(s.Pending), itoa(s.Delayed), itoa(s.Retrying), itoa(s.InFlight),
+					itoa(s.DeadLettered), fmtAge(s.OldestReadyAge), itoa(int64(d.MaxRetries)), d.RetryDelay.String(), d.LeaseTimeout.String())
+			}
+			return t.flush()
+		})
+	},
+}
+
+// queueView is a queue's JSON form (queues and stats).
+type queueView struct {
+	Queue              string       `json:"queue"`
+	Paused             bool         `json:"paused"`
+	Ready              int64        `json:"ready"`
+	Delayed            int64        `json:"delayed"`
+	Retrying           int64        `json:"retrying"`
+	InFlight           int64        `json:"in_flight"`
+	DeadLettered       int64        `json:"dead_lettered"`
+	LastDeadLetteredAt *string      `json:"last_dead_lettered_at"`
+	OldestReadyAgeS    float64      `json:"oldest_ready_age_seconds"`
+	Consumers          []string     `json:"consumers"`
+	MaxRetries         int          `json:"max_retries"`
+	RetryDelayMS       int64        `json:"retry_delay_ms,omitempty"`
+	MaxRetryDelayMS    int64        `json:"max_retry_delay_ms,omitempty"`
+	LeaseMS            int64        `json:"lease_ms,omitempty"`
+	Priority           int          `json:"priority"`
+	Windows            []windowView `json:"windows"`
+}
+
+type windowView struct {
+	Window       string `json:"window"`
+	Seconds      int64  `json:"seconds"`
+	Handled      int64  `json:"handled"`
+	Failed       int64  `json:"failed"`
+	DeadLettered int64  `json:"dead_lettered"`
+}
+
+func newQueueView(s pgflow.QueueStats, d pgflow.QueueInfo) queueView {
+	v := queueView{
+		Queue: s.Queue, Paused: s.Paused, Ready: s.Pending, Delayed: s.Delayed, Retrying: s.Retrying,
+		InFlight: s.InFlight, DeadLettered: s.DeadLettered, OldestReadyAgeS: s.OldestReadyAge.Seconds(),
+		Consumers: s.Consumers, MaxRetries: s.MaxRetries,
+		RetryDelayMS: d.RetryDelay.Milliseconds(), MaxRetryDelayMS: d.MaxRetryDelay.Milliseconds(),
+		LeaseMS: d.LeaseTimeout.Milliseconds(), Priority: d.Priority,
+		Windows: []windowView{},
+	}
+	if !s.LastDeadLetteredAt.IsZero() {
+		ts := s.LastDeadLetteredAt.UTC().Format("2006-01-02T15:04:05.999999Z07:00")
+		v.LastDeadLetteredAt = &ts
+	}
+	for _, w := range s.Windows {
+		v.Windows = append(v.Windows, windowView{Window: fmtWindow(w.Window), Seconds: int64(w.Window.Seconds()),
+			Handled: w.Handled, Failed: w.Failed, DeadLettered: w.DeadLettered})
+	}
+	return v
+}
+
+func init() { rootCmd.AddCommand(queuesCmd) }

@@ -1,0 +1,56 @@
+// Package config loads a pgflow service's queues from a YAML file shaped like
+// the configuration guide's (seed/PGFLOW_CONFIGURATION.md), validates it
+// before anything connects, and wires it to a client.
+//
+// A file names the database, the queues the service publishes to
+// (producers) and the queues it consumes (consumers):
+//
+//	database_url: ${PGFLOW_DATABASE_URL:-postgresql://localhost/singularity}
+//	producers:
+//	  proposals_for_consensus:
+//	    queue_name: proposals_for_consensus_queue
+//	    workers: ${PGFLOW_PROPOSALS_WORKERS:-2}
+//	    max_retries: 3
+//	    retry_delay_ms: 1000
+//	consumers:
+//	  rollback_triggers:
+//	    queue_name: rollback_triggers_queue
+//	    workers: ${PGFLOW_ROLLBACK_WORKERS:-1}
+//	    handler: handle_rollback_trigger
+//	    max_retries: 3
+//	    retry_delay_ms: 1000
+//	    priority: high
+//
+// Keys:
+//
+//	database_url     PostgreSQL URL. PGFLOW_DATABASE_URL, when set, wins (as
+//	                 the guide's `System.get_env(...) || default` does).
+//	schema           schema holding pgflow's tables; default PGFLOW_SCHEMA
+//	                 or "public".
+//	producers.NAME   a queue this service publishes to:
+//	  queue_name       the queue
+//	  workers          flushers committing batches in parallel (group commit)
+//	  max_retries      retries of a publish that failed on a transient error
+//	  retry_delay_ms   first retry's delay, doubled for each further retry
+//	  priority         default priority of its messages: high, normal or a number
+//	consumers.NAME   a queue this service consumes:
+//	  queue_name       the queue
+//	  workers          handlers running at once
+//	  handler          the name of a handler registered in Go (the guide's
+//	                   handler + handler_method pair become one name)
+//	  max_retries      the queue's retries before the dead-letter queue
+//	  retry_delay_ms   the queue's first retry delay, doubled for each further retry
+//	  priority         the queue's default message priority
+//
+// max_retries and retry_delay_ms default to PGFLOW_MAX_RETRIES and
+// PGFLOW_RETRY_DELAY_MS when set, else 3 and 1000; workers defaults to 1.
+//
+// Every scalar value may use ${VAR} and ${VAR:-default} (default used when
+// VAR is unset or empty); $$ is a literal $, and a $ not followed by { or $
+// is kept as is. Expansion happens after parsing, so an expanded value can
+// never change the file's structure.
+//
+// Load reports every problem at once, each with its key path and line:
+// unknown keys, wrong types, workers below 1, a consumer whose handler is not
+// registered, a queue declared twice with different settings.
+package config

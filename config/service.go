@@ -1,0 +1,121 @@
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/pgflow-go/pgflow"
+	"github.com/pgflow-go/pgflow/producer"
+)
+
+// ConsumerConfig turns a consumer entry into the client's consumer settings:
+// the queue is declared at Start with the entry's max_retries,
+// retry_delay_ms and priority.
+func (c Consumer) ConsumerConfig(h pgflow.Handler) pgflow.ConsumerConfig {
+	decl := pgflow.QueueConfig{Name: c.QueueName, MaxRetries: c.MaxRetries, RetryDelay: c.RetryDelay}
+	if c.Priority != nil {
+		decl.Priority = *c.Priority
+	}
+	if decl.RetryDelay == 0 {
+		decl.RetryDelay = 1 // the core treats 0 as "default"; 1ns rounds to 0 ms
+	}
+	return pgflow.ConsumerConfig{Queue: c.QueueName, Workers: c.Workers, Handler: h, Declare: &decl}
+}
+
+// ProducerConfig turns a producer entry into a producer's settings.
+func (p Producer) ProducerConfig() producer.Config {
+	return producer.Config{
+		Queue:      p.QueueName,
+		Workers:    p.Workers,
+		MaxRetries: p.MaxRetries,
+		RetryDelay: p.RetryDelay,
+		Priority:   p.Priority,
+	}
+}
+
+// Connect opens a client on the file's database and schema. base supplies
+// the other client settings (logger, hooks, …); its Schema is replaced.
+func (c *Config) Connect(ctx context.Context, base pgflow.Config) (*pgflow.Client, error) {
+	base.Schema = c.Schema
+	return pgflow.Connect(ctx, c.DatabaseURL, base)
+}
+
+// Service is a client with the file's consumers registered and a producer
+// per producer entry.
+type Service struct {
+	Client    *pgflow.Client
+	producers map[string]*producer.Producer
+	list      []*producer.Producer
+	started   bool
+}
+
+// NewService registers cfg's consumers on client, with the named handlers,
+// and starts a producer per producer entry. Start the consumers with Start;
+// Stop stops them and closes the producers (the client stays open).
+func NewService(client *pgflow.Client, cfg *Config, handlers Handlers) (*Service, error) {
+	s := &Service{Client: client, producers: map[string]*producer.Producer{}}
+	var missing []Problem
+	for _, c := range cfg.Consumers {
+		if _, ok := handlers[c.Handler]; !ok {
+			missing = append(missing, Problem{Path: "consumers." + c.Name + ".handler", Line: c.Line,
+				Message: fmt.Sprintf("handler %q is not registered (registered: %s)", c.Handler, registered(handlers))})
+		}
+	}
+	if len(missing) > 0 {
+		return nil, &Error{File: cfg.Path, Problems: missing}
+	}
+	for _, c := range cfg.Consumers {
+		if err := client.Consume(c.ConsumerConfig(handlers[c.Handler])); err != nil {
+			return nil, fmt.Errorf("consumers.%s: %w", c.Name, err)
+		}
+	}
+	for _, p := range cfg.Producers {
+		pc := p.ProducerConfig()
+		pc.Logger = client.Logger()
+		pr, err := producer.New(client, pc)
+		if err != nil {
+			s.closeProducers(context.Background())
+			return nil, fmt.Errorf("producers.%s: %w", p.Name, err)
+		}
+		s.producers[p.Name] = pr
+		if _, taken := s.producers[p.QueueName]; !taken {
+			s.producers[p.QueueName] = pr
+		}
+		s.list = append(s.list, pr)
+	}
+	return s, nil
+}
+
+// Producer returns the producer of an entry, by entry name or queue name, or
+// nil.
+func (s *Service) Producer(name string) *producer.Producer { return s.producers[name] }
+
+// Start starts the consumers.
+func (s *Service) Start(ctx context.Context) error {
+	if err := s.Client.Start(ctx); err != nil {
+		return err
+	}
+	s.started = true
+	return nil
+}
+
+// Stop stops the consumers (running handlers finish, and their publishes
+// with them), then closes the producers, writing what they hold, all within
+// ctx. Stop your own publishing first.
+func (s *Service) Stop(ctx context.Context) error {
+	var err error
+	if s.started {
+		s.started = false
+		err = s.Client.Stop(ctx)
+	}
+	return errors.Join(err, s.closeProducers(ctx))
+}
+
+func (s *Service) closeProducers(ctx context.Context) error {
+	var errs []error
+	for _, p := range s.list {
+		errs = append(errs, p.Close(ctx))
+	}
+	return errors.Join(errs...)
+}

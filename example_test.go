@@ -1,0 +1,153 @@
+package pgflow_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgflow-go/pgflow"
+	"github.com/pgflow-go/pgflow/internal/schema"
+	"github.com/pgflow-go/pgflow/migrate"
+	"github.com/pgflow-go/pgflow/pgflowtest"
+)
+
+// exampleDB gives each example a schema of its own on the test database, as
+// `pgflow init --schema ...` would, and drops it afterwards.
+func exampleDB(name string) (*pgxpool.Pool, string, func()) {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pgflowtest.DatabaseURL())
+	if err != nil {
+		log.Fatal(err)
+	}
+	s := fmt.Sprintf("pgflow_example_%s_%d", name, os.Getpid())
+	if _, err := migrate.Up(ctx, pool, s); err != nil {
+		log.Fatal(err)
+	}
+	return pool, s, func() {
+		_, _ = pool.Exec(ctx, "DROP SCHEMA "+schema.Quote(s)+" CASCADE")
+		pool.Close()
+	}
+}
+
+// Publish a message and handle it with a consumer.
+func Example() {
+	pool, schemaName, cleanup := exampleDB("basic")
+	defer cleanup()
+	ctx := context.Background()
+
+	client, err := pgflow.New(pool, pgflow.Config{Schema: schemaName})
+	if err != nil {
+		log.Fatal(err)
+	}
+	type Proposal struct {
+		ProposalID string  `json:"proposal_id"`
+		RiskScore  float64 `json:"risk_score"`
+	}
+	done := make(chan struct{})
+	err = client.Consume(pgflow.ConsumerConfig{
+		Queue:   "proposals_for_consensus_queue",
+		Workers: 2,
+		Handler: func(ctx context.Context, m *pgflow.Message) error {
+			var p Proposal
+			if err := m.Decode(&p); err != nil {
+				return pgflow.Permanent(err) // malformed: straight to the DLQ
+			}
+			fmt.Printf("received %s (risk %.1f), attempt %d\n", p.ProposalID, p.RiskScore, m.Attempt)
+			close(done)
+			return nil
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := client.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := client.Publish(ctx, "proposals_for_consensus_queue", Proposal{ProposalID: "p-1", RiskScore: 0.2}); err != nil {
+		log.Fatal(err)
+	}
+	<-done
+	if err := client.Close(ctx); err != nil {
+		log.Fatal(err)
+	}
+	// Output: received p-1 (risk 0.2), attempt 1
+}
+
+// PublishTx writes the message in the caller's transaction: it exists only
+// if the transaction commits.
+func ExampleClient_PublishTx() {
+	pool, schemaName, cleanup := exampleDB("tx")
+	defer cleanup()
+	ctx := context.Background()
+	client, _ := pgflow.New(pool, pgflow.Config{Schema: schemaName})
+	defer client.Close(ctx)
+
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		// ... the service's own writes in tx ...
+		_, err := client.PublishTx(ctx, tx, "metrics_to_guardian_queue", map[string]any{"instance_id": "i-1"})
+		if err != nil {
+			return err
+		}
+		return errors.New("validation failed") // roll back: nothing is queued
+	})
+	fmt.Println("transaction:", err)
+
+	var n int
+	_ = pool.QueryRow(ctx, `SELECT count(*) FROM `+schemaName+`.pgflow_messages`).Scan(&n)
+	fmt.Println("queued messages:", n)
+	// Output:
+	// transaction: validation failed
+	// queued messages: 0
+}
+
+// Options set priority, delay, deduplication and headers.
+func ExampleClient_Publish_options() {
+	pool, schemaName, cleanup := exampleDB("opts")
+	defer cleanup()
+	ctx := context.Background()
+	client, _ := pgflow.New(pool, pgflow.Config{Schema: schemaName})
+	defer client.Close(ctx)
+
+	first, _ := client.Publish(ctx, "rollback_triggers_queue", map[string]any{"reason": "error rate"},
+		pgflow.WithPriority(pgflow.PriorityHigh),
+		pgflow.WithDedupKey("rollback:instance-7"),
+		pgflow.WithHeader("instance_id", "instance-7"))
+	again, _ := client.Publish(ctx, "rollback_triggers_queue", map[string]any{"reason": "error rate"},
+		pgflow.WithDedupKey("rollback:instance-7"))
+	_, err := client.Publish(ctx, "rollback_triggers_queue", 1, pgflow.WithDelay(-time.Second))
+
+	fmt.Println("deduplicated:", first == again)
+	fmt.Println(err)
+	// Output:
+	// deduplicated: true
+	// pgflow: negative delay: delay "-1s": must be zero or positive
+}
+
+// Declare a queue's retry and lease settings; after MaxRetries retries a
+// failing message moves to pgflow_dlq with every attempt's error.
+func ExampleClient_DeclareQueue() {
+	pool, schemaName, cleanup := exampleDB("declare")
+	defer cleanup()
+	ctx := context.Background()
+	client, _ := pgflow.New(pool, pgflow.Config{Schema: schemaName})
+	defer client.Close(ctx)
+
+	err := client.DeclareQueue(ctx, pgflow.QueueConfig{
+		Name:         "guardian_safety_profiles_queue",
+		MaxRetries:   3,
+		RetryDelay:   time.Second, // 1 s, 2 s, 4 s (with jitter), capped by MaxRetryDelay
+		LeaseTimeout: 30 * time.Second,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	q, _ := client.Queue(ctx, "guardian_safety_profiles_queue")
+	fmt.Println(q.Name, q.MaxRetries, q.RetryDelay, q.MaxRetryDelay, q.LeaseTimeout)
+	// Output: guardian_safety_profiles_queue 3 1s 5m0s 30s
+}

@@ -1,0 +1,382 @@
+package centralcloud
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/pgflow-go/pgflow"
+	"github.com/pgflow-go/pgflow/config"
+	"github.com/pgflow-go/pgflow/examples/nexus/telemetry"
+	"github.com/pgflow-go/pgflow/examples/nexus/wire"
+)
+
+// ConfigYAML is CentralCloud's pgflow.yaml.
+//
+//go:embed pgflow.yaml
+var ConfigYAML []byte
+
+// Name is the service name in telemetry.
+const Name = "centralcloud"
+
+// Handler names used by pgflow.yaml.
+const (
+	HandleProposal = "handle_proposal_for_consensus"
+	HandleMetrics  = "handle_execution_metrics"
+	HandlePattern  = "handle_pattern_discovered"
+)
+
+// TelemetryRules are CentralCloud's events in the guide.
+var TelemetryRules = []telemetry.Rule{
+	{Kind: pgflow.EventReceived, Queue: wire.ProposalsQueue, Name: "proposal_received"},
+	{Kind: pgflow.EventReceived, Queue: wire.MetricsQueue, Name: "metrics_received"},
+	{Kind: pgflow.EventReceived, Queue: wire.PatternsQueue, Name: "pattern_received"},
+	{Kind: pgflow.EventPublished, Queue: wire.ConsensusQueue, Name: "consensus_result_published"},
+	{Kind: pgflow.EventPublished, Queue: wire.RollbackQueue, Name: "rollback_trigger_published"},
+	{Kind: pgflow.EventPublished, Queue: wire.SafetyProfilesQueue, Name: "profile_update_published"},
+}
+
+// Thresholds past which Guardian orders a rollback.
+const (
+	// ErrorRateIncrease: error_rate after minus before; critical, high priority.
+	ErrorRateIncrease = 0.08
+	// LatencyIncrease: latency_p95 after over before; a warning at normal priority.
+	LatencyIncrease = 1.5
+)
+
+// LoadConfig reads the embedded pgflow.yaml (or path, if not empty).
+func LoadConfig(path string, lookupEnv func(string) (string, bool)) (*config.Config, error) {
+	opts := config.Options{Handlers: config.Handlers{HandleProposal: nil, HandleMetrics: nil, HandlePattern: nil}, LookupEnv: lookupEnv}
+	if path != "" {
+		return config.Load(path, opts)
+	}
+	return config.Parse(ConfigYAML, "centralcloud/pgflow.yaml", opts)
+}
+
+// Options tune CentralCloud.
+type Options struct {
+	// TransientFailRate is the share of proposal deliveries that fail as if
+	// the vote store were briefly unavailable (they are retried).
+	TransientFailRate float64
+	// Seed makes the simulation repeatable (0: random).
+	Seed uint64
+}
+
+// CentralCloud runs consensus, Guardian (metrics → rollbacks, safety
+// profiles) and the pattern aggregator.
+type CentralCloud struct {
+	svc  *config.Service
+	opts Options
+
+	mu        sync.Mutex
+	rng       *rand.Rand
+	proposals map[string]*proposalRecord
+	instances map[string]bool
+	// recent error-rate deltas per instance and agent type, newest last
+	recent   map[string]map[string][]float64
+	patterns map[string]*patternStats // by agent type
+	profiles map[string]wire.SafetyProfile
+	stats    Stats
+}
+
+type proposalRecord struct {
+	proposal wire.ProposalForConsensus
+	result   *wire.ConsensusResult // decided; kept so a redelivery publishes the same decision
+}
+
+type patternStats struct {
+	n          int
+	successSum float64
+}
+
+// Stats are CentralCloud's domain counters.
+type Stats struct {
+	Proposals      int `json:"proposals"`
+	Approved       int `json:"approved"`
+	Rejected       int `json:"rejected"`
+	Rollbacks      int `json:"rollbacks"`
+	Critical       int `json:"rollbacks_critical"`
+	ProfileUpdates int `json:"profile_updates"`
+	Patterns       int `json:"patterns"`
+	TransientFails int `json:"transient_failures_injected"`
+}
+
+// New registers CentralCloud's consumers on client and starts its producers.
+func New(client *pgflow.Client, cfg *config.Config, opts Options) (*CentralCloud, error) {
+	seed := opts.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	cc := &CentralCloud{
+		opts:      opts,
+		rng:       rand.New(rand.NewPCG(seed, 0xCC)),
+		proposals: map[string]*proposalRecord{},
+		instances: map[string]bool{},
+		recent:    map[string]map[string][]float64{},
+		patterns:  map[string]*patternStats{},
+		profiles:  map[string]wire.SafetyProfile{},
+	}
+	for _, at := range wire.AgentTypes {
+		cc.profiles[at] = wire.SafetyProfile{Version: 1, MaxRiskScore: 0.7, MaxImpactScore: 0.9, RequireConsensus: true}
+	}
+	svc, err := config.NewService(client, cfg, cc.Handlers())
+	if err != nil {
+		return nil, err
+	}
+	cc.svc = svc
+	return cc, nil
+}
+
+// Handlers are the handlers pgflow.yaml names.
+func (cc *CentralCloud) Handlers() config.Handlers {
+	return config.Handlers{
+		HandleProposal: cc.handleProposal,
+		HandleMetrics:  cc.handleMetrics,
+		HandlePattern:  cc.handlePattern,
+	}
+}
+
+// Start starts the consumers.
+func (cc *CentralCloud) Start(ctx context.Context) error { return cc.svc.Start(ctx) }
+
+// Stop stops the consumers, then flushes and closes the producers.
+func (cc *CentralCloud) Stop(ctx context.Context) error { return cc.svc.Stop(ctx) }
+
+// Stats returns the domain counters.
+func (cc *CentralCloud) Stats() Stats {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.stats
+}
+
+func permanent(err error) error {
+	if wire.IsValidation(err) {
+		return pgflow.Permanent(err)
+	}
+	return err
+}
+
+func (cc *CentralCloud) publish(ctx context.Context, entry, instance string, payload any, opts ...pgflow.PublishOption) error {
+	p := cc.svc.Producer(entry)
+	if p == nil {
+		return fmt.Errorf("centralcloud: no producer %q in pgflow.yaml", entry)
+	}
+	_, err := p.PublishTo(ctx, wire.InstanceQueue(p.Queue(), instance), payload, opts...)
+	return err
+}
+
+// handleProposal records a proposal, decides by a vote of the instances
+// over their recent metrics, and sends the result to the proposer. A new
+// instance first gets the current safety profiles.
+func (cc *CentralCloud) handleProposal(ctx context.Context, m *pgflow.Message) error {
+	var p wire.ProposalForConsensus
+	if err := wire.Decode("proposal_for_consensus", m.Payload, &p); err != nil {
+		return permanent(err)
+	}
+	cc.mu.Lock()
+	if cc.opts.TransientFailRate > 0 && cc.rng.Float64() < cc.opts.TransientFailRate {
+		cc.stats.TransientFails++
+		cc.mu.Unlock()
+		return errors.New("vote store unavailable (simulated); will retry")
+	}
+	newInstance := !cc.instances[p.InstanceID]
+	cc.instances[p.InstanceID] = true
+	rec := cc.proposals[p.ProposalID]
+	if rec == nil {
+		rec = &proposalRecord{proposal: p}
+		cc.proposals[p.ProposalID] = rec
+		cc.stats.Proposals++
+	}
+	if rec.result == nil {
+		r := cc.vote(p)
+		rec.result = &r
+		if r.Status == wire.StatusApproved {
+			cc.stats.Approved++
+		} else {
+			cc.stats.Rejected++
+		}
+	}
+	result := *rec.result
+	profiles := cc.profilesLocked()
+	cc.mu.Unlock()
+
+	if newInstance {
+		for _, at := range wire.AgentTypes {
+			u := wire.SafetyProfileUpdate{InstanceID: p.InstanceID, AgentType: at, SafetyProfile: profiles[at], Reason: "initial profile for a new instance"}
+			if err := cc.publish(ctx, "safety_profiles", p.InstanceID, u); err != nil {
+				cc.forget(p.InstanceID)
+				return err
+			}
+		}
+	}
+	return cc.publish(ctx, "consensus_results", p.InstanceID, result, pgflow.WithHeader("status", result.Status),
+		pgflow.WithDedupKey("result:"+p.ProposalID))
+}
+
+func (cc *CentralCloud) forget(instance string) {
+	cc.mu.Lock()
+	delete(cc.instances, instance)
+	cc.mu.Unlock()
+}
+
+func (cc *CentralCloud) profilesLocked() map[string]wire.SafetyProfile {
+	out := make(map[string]wire.SafetyProfile, len(cc.profiles))
+	for k, v := range cc.profiles {
+		out[k] = v
+	}
+	return out
+}
+
+// vote asks every known instance: an instance approves when the proposal's
+// risk is within the agent type's profile and its own recent changes of that
+// agent type did not raise its error rate by more than half the rollback
+// threshold on average.
+func (cc *CentralCloud) vote(p wire.ProposalForConsensus) wire.ConsensusResult {
+	voters := make([]string, 0, len(cc.instances))
+	for id := range cc.instances {
+		voters = append(voters, id)
+	}
+	sort.Strings(voters)
+	profile := cc.profiles[p.AgentType]
+	var votes []wire.Vote
+	approvals := 0
+	for _, v := range voters {
+		deltas := cc.recent[v][p.AgentType]
+		mean := 0.0
+		for _, d := range deltas {
+			mean += d
+		}
+		if len(deltas) > 0 {
+			mean /= float64(len(deltas))
+		}
+		vote := wire.Vote{Voter: v, Approve: true, Reason: "within profile and recent metrics healthy"}
+		switch {
+		case p.RiskScore > profile.MaxRiskScore:
+			vote = wire.Vote{Voter: v, Reason: fmt.Sprintf("risk %.2f above profile limit %.2f", p.RiskScore, profile.MaxRiskScore)}
+		case p.ImpactScore > profile.MaxImpactScore:
+			vote = wire.Vote{Voter: v, Reason: fmt.Sprintf("impact %.2f above profile limit %.2f", p.ImpactScore, profile.MaxImpactScore)}
+		case mean > ErrorRateIncrease/2:
+			vote = wire.Vote{Voter: v, Reason: fmt.Sprintf("recent %s changes raised error rate by %.3f on average", p.AgentType, mean)}
+		}
+		if vote.Approve {
+			approvals++
+		}
+		votes = append(votes, vote)
+	}
+	status := wire.StatusRejected
+	if approvals*2 > len(votes) {
+		status = wire.StatusApproved
+	}
+	confidence := math.Abs(float64(2*approvals-len(votes))) / float64(len(votes))
+	return wire.ConsensusResult{ProposalID: p.ProposalID, InstanceID: p.InstanceID, AgentType: p.AgentType,
+		Status: status, Votes: votes, Confidence: confidence, DecidedAt: time.Now().UTC()}
+}
+
+// handleMetrics is Guardian: it remembers each instance's recent metrics and
+// orders a rollback when a change crossed a threshold.
+func (cc *CentralCloud) handleMetrics(ctx context.Context, m *pgflow.Message) error {
+	var em wire.ExecutionMetrics
+	if err := wire.Decode("execution_metrics", m.Payload, &em); err != nil {
+		return permanent(err)
+	}
+	delta := em.MetricsAfter.ErrorRate - em.MetricsBefore.ErrorRate
+	latency := em.MetricsAfter.LatencyP95Ms / em.MetricsBefore.LatencyP95Ms
+	cc.mu.Lock()
+	cc.instances[em.InstanceID] = true
+	byType := cc.recent[em.InstanceID]
+	if byType == nil {
+		byType = map[string][]float64{}
+		cc.recent[em.InstanceID] = byType
+	}
+	window := append(byType[em.AgentType], delta)
+	if len(window) > 10 {
+		window = window[len(window)-10:]
+	}
+	byType[em.AgentType] = window
+	cc.mu.Unlock()
+
+	var trig *wire.RollbackTrigger
+	switch {
+	case delta > ErrorRateIncrease:
+		trig = &wire.RollbackTrigger{Severity: wire.SeverityCritical,
+			Reason:    fmt.Sprintf("error rate rose by %.3f after %s", delta, em.ProposalID),
+			Threshold: wire.Threshold{Metric: "error_rate_increase", Limit: ErrorRateIncrease, Observed: delta}}
+	case latency > LatencyIncrease:
+		trig = &wire.RollbackTrigger{Severity: wire.SeverityWarning,
+			Reason:    fmt.Sprintf("p95 latency grew %.1fx after %s", latency, em.ProposalID),
+			Threshold: wire.Threshold{Metric: "latency_p95_ratio", Limit: LatencyIncrease, Observed: latency}}
+	}
+	if trig == nil {
+		return nil
+	}
+	trig.ProposalID, trig.InstanceID, trig.AgentType, trig.TriggeredAt = em.ProposalID, em.InstanceID, em.AgentType, time.Now().UTC()
+	var opts []pgflow.PublishOption
+	if trig.Severity == wire.SeverityWarning {
+		// The producer's default is high (pgflow.yaml); warnings can wait.
+		opts = append(opts, pgflow.WithPriority(pgflow.PriorityNormal))
+	}
+	opts = append(opts, pgflow.WithDedupKey("rollback:"+em.ProposalID))
+	if err := cc.publish(ctx, "rollback_triggers", em.InstanceID, trig, opts...); err != nil {
+		return err
+	}
+	cc.mu.Lock()
+	cc.stats.Rollbacks++
+	if trig.Severity == wire.SeverityCritical {
+		cc.stats.Critical++
+	}
+	cc.mu.Unlock()
+	return nil
+}
+
+// handlePattern aggregates patterns per agent type; when an agent type's
+// success rate moves the safety profile's risk limit by 0.05 or more, the new
+// profile is broadcast to every known instance.
+func (cc *CentralCloud) handlePattern(ctx context.Context, m *pgflow.Message) error {
+	var p wire.PatternDiscovered
+	if err := wire.Decode("pattern_discovered", m.Payload, &p); err != nil {
+		return permanent(err)
+	}
+	cc.mu.Lock()
+	cc.stats.Patterns++
+	st := cc.patterns[p.AgentType]
+	if st == nil {
+		st = &patternStats{}
+		cc.patterns[p.AgentType] = st
+	}
+	st.n++
+	st.successSum += p.SuccessRate
+	rate := st.successSum / float64(st.n)
+	prof := cc.profiles[p.AgentType]
+	limit := math.Round((0.3+0.6*rate)*100) / 100 // 0.3 … 0.9
+	n := st.n
+	var targets []string
+	if st.n >= 3 && math.Abs(limit-prof.MaxRiskScore) >= 0.05 {
+		prof.Version++
+		prof.MaxRiskScore = limit
+		cc.profiles[p.AgentType] = prof
+		for id := range cc.instances {
+			targets = append(targets, id)
+		}
+		slices.Sort(targets)
+	}
+	cc.mu.Unlock()
+	for _, id := range targets {
+		u := wire.SafetyProfileUpdate{InstanceID: id, AgentType: p.AgentType, SafetyProfile: prof,
+			Reason: fmt.Sprintf("%s success rate %.2f over %d patterns", p.AgentType, rate, n)}
+		if err := cc.publish(ctx, "safety_profiles", id, u,
+			pgflow.WithDedupKey(fmt.Sprintf("profile:%s:%s:%d", id, p.AgentType, prof.Version))); err != nil {
+			return err
+		}
+		cc.mu.Lock()
+		cc.stats.ProfileUpdates++
+		cc.mu.Unlock()
+	}
+	return nil
+}

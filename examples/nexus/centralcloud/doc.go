@@ -1,0 +1,17 @@
+// Package centralcloud is the guide's CentralCloud service: it consumes the
+// instances' proposals, execution metrics and discovered patterns, and
+// publishes consensus results, rollback triggers (high priority) and safety
+// profile updates back to the instance concerned.
+//
+//   - Consensus: every proposal is recorded and decided by a vote of the
+//     known instances over their recent metrics for the proposal's agent type
+//     and the agent type's safety profile.
+//   - Guardian: metrics whose error rate rose past ErrorRateIncrease trigger a
+//     critical rollback at high priority; a p95 latency past LatencyIncrease
+//     a warning at normal priority.
+//   - Aggregator: patterns' success rates tune each agent type's safety
+//     profile, broadcast to every instance when it changes.
+//
+// Every payload is validated; an invalid one is returned as
+// pgflow.Permanent and lands in the dead-letter queue with the reason.
+package centralcloud

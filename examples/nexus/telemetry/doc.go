@@ -1,0 +1,9 @@
+// Package telemetry turns pgflow's lifecycle events into the guide's named
+// application events ([:evolution, :pgflow, :proposal_published] becomes
+// "evolution.pgflow.proposal_published").
+//
+// Bridge returns a pgflow.EventHook: install it in the client's
+// Config.Hooks and every matching publish, receipt or completion is
+// re-emitted under its application name to the handlers attached with
+// Attach, with the queue, message id and timings as metadata.
+package telemetry

@@ -1,0 +1,4 @@
+package pgflow
+
+// ClaimPausedForTest exposes claimPausedInternal to the external tests.
+var ClaimPausedForTest = claimPausedInternal

@@ -1,0 +1,145 @@
+-- Operations: queue statistics, pending listings, counters.
+-- These statements run with pgx.QueryExecModeCacheDescribe (unnamed
+-- statements), so PostgreSQL plans each call for its actual parameters and
+-- the "$n IS NULL OR …" filters fold away.
+
+-- name: QueueStats
+-- $1 queue (NULL: every queue). One row per queue in pgflow_queues.
+-- ready: pending and visible now; delayed: pending, visible later, never
+-- failed; retrying: pending, backing off after a failure. oldest_ready is the
+-- smallest visible_at among ready messages (how long the head has waited).
+-- Each part reads one index: pend is an index-only scan of
+-- pgflow_messages_claim_idx (queue_name, visible_at are in it), retrying
+-- visits the heap only for messages visible later, leased reads
+-- pgflow_messages_lease_idx (in-flight rows only), dead is an index-only
+-- scan of pgflow_dlq_queue_id_idx.
+WITH pend AS (
+    SELECT m.queue_name,
+           count(*) FILTER (WHERE m.visible_at <= now()) AS ready,
+           count(*) FILTER (WHERE m.visible_at > now()) AS later,
+           min(m.visible_at) FILTER (WHERE m.visible_at <= now()) AS oldest_ready
+    FROM {{schema}}.pgflow_messages m
+    WHERE m.status = 'pending' AND ($1::text IS NULL OR m.queue_name = $1)
+    GROUP BY m.queue_name
+), retrying AS (
+    SELECT m.queue_name, count(*) AS n
+    FROM {{schema}}.pgflow_messages m
+    WHERE m.status = 'pending' AND m.visible_at > now() AND m.retry_count > 0
+      AND ($1::text IS NULL OR m.queue_name = $1)
+    GROUP BY m.queue_name
+), leased AS (
+    SELECT m.queue_name, count(*) AS n,
+           array_agg(DISTINCT m.locked_by) FILTER (WHERE m.locked_by IS NOT NULL) AS consumers
+    FROM {{schema}}.pgflow_messages m
+    WHERE m.status = 'processing' AND ($1::text IS NULL OR m.queue_name = $1)
+    GROUP BY m.queue_name
+), dead AS (
+    SELECT d.queue_name, count(*) AS n
+    FROM {{schema}}.pgflow_dlq d
+    WHERE ($1::text IS NULL OR d.queue_name = $1)
+    GROUP BY d.queue_name
+), win AS (
+    SELECT s.queue_name,
+           sum(s.handled)       FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '1 minute')  AS handled_1m,
+           sum(s.failed)        FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '1 minute')  AS failed_1m,
+           sum(s.dead_lettered) FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '1 minute')  AS dead_1m,
+           sum(s.handled)       FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '5 minutes') AS handled_5m,
+           sum(s.failed)        FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '5 minutes') AS failed_5m,
+           sum(s.dead_lettered) FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '5 minutes') AS dead_5m,
+           sum(s.handled)  AS handled_1h,
+           sum(s.failed)   AS failed_1h,
+           sum(s.dead_lettered) AS dead_1h
+    FROM {{schema}}.pgflow_queue_stats s
+    WHERE ($1::text IS NULL OR s.queue_name = $1)
+      AND s.bucket >= date_trunc('minute', now()) - interval '1 hour'
+    GROUP BY s.queue_name
+)
+SELECT q.queue_name, q.paused, q.max_retries,
+       coalesce(p.ready, 0), coalesce(p.later, 0) - coalesce(r.n, 0), coalesce(r.n, 0), coalesce(l.n, 0),
+       coalesce(d.n, 0),
+       (SELECT max(dl.created_at) FROM {{schema}}.pgflow_dlq dl WHERE dl.queue_name = q.queue_name) AS last_dead,
+       coalesce(extract(epoch FROM now() - p.oldest_ready), 0)::float8 AS oldest_ready_s,
+       coalesce(l.consumers, '{}'),
+       coalesce(w.handled_1m, 0)::bigint, coalesce(w.failed_1m, 0)::bigint, coalesce(w.dead_1m, 0)::bigint,
+       coalesce(w.handled_5m, 0)::bigint, coalesce(w.failed_5m, 0)::bigint, coalesce(w.dead_5m, 0)::bigint,
+       coalesce(w.handled_1h, 0)::bigint, coalesce(w.failed_1h, 0)::bigint, coalesce(w.dead_1h, 0)::bigint,
+       now()
+FROM {{schema}}.pgflow_queues q
+LEFT JOIN pend p ON p.queue_name = q.queue_name
+LEFT JOIN retrying r ON r.queue_name = q.queue_name
+LEFT JOIN leased l ON l.queue_name = q.queue_name
+LEFT JOIN dead d ON d.queue_name = q.queue_name
+LEFT JOIN win w ON w.queue_name = q.queue_name
+WHERE ($1::text IS NULL OR q.queue_name = $1)
+ORDER BY q.queue_name;
+
+-- name: ListPending
+-- Pending messages of one queue in claim order (priority DESC, visible_at,
+-- id), keyset-paginated. Both branches are range scans of
+-- pgflow_messages_claim_idx: the first finishes the cursor's priority, the
+-- second continues with lower priorities.
+-- $1 queue, $2 limit, $3/$4/$5 cursor (priority, visible_at, id; NULL for
+-- the first page), $6 priority filter, $7 created at or after, $8 created
+-- before, $9 ILIKE pattern on the error history, $10 visible at or after,
+-- $11 visible before.
+SELECT p.*, now() AS now FROM (
+    (SELECT m.id, m.queue_name, m.payload, m.headers, m.priority, m.status, m.retry_count, m.attempt,
+            m.dedup_key, m.visible_at, m.created_at, m.errors
+     FROM {{schema}}.pgflow_messages m
+     WHERE $3::smallint IS NOT NULL
+       AND m.queue_name = $1 AND m.status = 'pending'
+       AND m.priority = $3::smallint
+       AND (m.visible_at, m.id) > ($4::timestamptz, $5::bigint)
+       AND ($6::smallint IS NULL OR m.priority = $6)
+       AND ($7::timestamptz IS NULL OR m.created_at >= $7)
+       AND ($8::timestamptz IS NULL OR m.created_at < $8)
+       AND ($9::text IS NULL OR m.errors::text ILIKE $9)
+       AND ($10::timestamptz IS NULL OR m.visible_at >= $10)
+       AND ($11::timestamptz IS NULL OR m.visible_at < $11)
+     ORDER BY m.visible_at, m.id
+     LIMIT $2)
+    UNION ALL
+    (SELECT m.id, m.queue_name, m.payload, m.headers, m.priority, m.status, m.retry_count, m.attempt,
+            m.dedup_key, m.visible_at, m.created_at, m.errors
+     FROM {{schema}}.pgflow_messages m
+     WHERE m.queue_name = $1 AND m.status = 'pending'
+       AND ($3::smallint IS NULL OR m.priority < $3::smallint)
+       AND ($6::smallint IS NULL OR m.priority = $6)
+       AND ($7::timestamptz IS NULL OR m.created_at >= $7)
+       AND ($8::timestamptz IS NULL OR m.created_at < $8)
+       AND ($9::text IS NULL OR m.errors::text ILIKE $9)
+       AND ($10::timestamptz IS NULL OR m.visible_at >= $10)
+       AND ($11::timestamptz IS NULL OR m.visible_at < $11)
+     ORDER BY m.priority DESC, m.visible_at, m.id
+     LIMIT $2)
+) p
+ORDER BY p.priority DESC, p.visible_at, p.id
+LIMIT $2;
+
+-- name: AddQueueStats
+-- Adds one client's counters. Parallel arrays: $1 queue, $2 bucket (minute
+-- start), $3 handled, $4 failed, $5 retried, $6 dead_lettered, $7 lease_expired.
+INSERT INTO {{schema}}.pgflow_queue_stats AS s
+    (queue_name, bucket, handled, failed, retried, dead_lettered, lease_expired)
+SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
+ON CONFLICT (queue_name, bucket) DO UPDATE SET
+    handled = s.handled + EXCLUDED.handled,
+    failed = s.failed + EXCLUDED.failed,
+    retried = s.retried + EXCLUDED.retried,
+    dead_lettered = s.dead_lettered + EXCLUDED.dead_lettered,
+    lease_expired = s.lease_expired + EXCLUDED.lease_expired;
+
+-- name: PruneQueueStats
+-- Drops buckets older than $1 seconds.
+DELETE FROM {{schema}}.pgflow_queue_stats
+WHERE bucket < now() - $1::bigint * interval '1 second';
+
+-- name: ListInFlight
+-- A queue's leased messages, the lease closest to expiry first, through
+-- pgflow_messages_lease_idx. $1 queue, $2 limit.
+SELECT m.id, m.queue_name, m.payload, m.headers, m.priority, m.attempt, m.retry_count,
+       coalesce(m.locked_by, ''), m.locked_until, m.created_at, now()
+FROM {{schema}}.pgflow_messages m
+WHERE m.status = 'processing' AND m.queue_name = $1
+ORDER BY m.locked_until, m.id
+LIMIT $2;

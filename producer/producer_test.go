@@ -1,0 +1,305 @@
+package producer_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgflow-go/pgflow"
+	"github.com/pgflow-go/pgflow/pgflowtest"
+	"github.com/pgflow-go/pgflow/producer"
+)
+
+// flaky fails the first `fail` writes with err, then delegates.
+type flaky struct {
+	next  producer.Publisher
+	fail  atomic.Int64
+	err   error
+	calls atomic.Int64
+	// reject fails any batch holding a payload containing this text.
+	reject string
+}
+
+func (f *flaky) PublishBatch(ctx context.Context, msgs []pgflow.Outgoing) ([]int64, error) {
+	f.calls.Add(1)
+	if f.fail.Add(-1) >= 0 {
+		return nil, f.err
+	}
+	if f.reject != "" {
+		for _, m := range msgs {
+			if strings.Contains(string(m.Payload.(json.RawMessage)), f.reject) {
+				return nil, &pgconn.PgError{Code: "23514", Message: "check constraint violated"}
+			}
+		}
+	}
+	return f.next.PublishBatch(ctx, msgs)
+}
+
+func newClient(t *testing.T) (*pgflow.Client, *pgflowtest.DB) {
+	t.Helper()
+	db := pgflowtest.New(t, pgflowtest.Options{MaxConns: 4})
+	c, err := pgflow.New(db.Pool, pgflow.Config{Schema: db.Schema, PollOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c, db
+}
+
+func TestConcurrentPublishesCommitTogether(t *testing.T) {
+	c, db := newClient(t)
+	ctx := context.Background()
+	p, err := producer.New(c, producer.Config{Queue: "q", Workers: 2, MaxRetries: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	ids := make([]int64, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			id, err := p.Publish(ctx, map[string]int{"i": i})
+			if err != nil {
+				t.Error(err)
+			}
+			ids[i] = id
+		})
+	}
+	wg.Wait()
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int64]bool{}
+	for _, id := range ids {
+		if id == 0 || seen[id] {
+			t.Fatalf("bad or repeated id %d", id)
+		}
+		seen[id] = true
+	}
+	if got := db.Count(t, "pgflow_messages", "queue_name = 'q'"); got != n {
+		t.Fatalf("%d rows, want %d", got, n)
+	}
+	st := p.Stats()
+	if st.Published != n || st.Failed != 0 || st.Batches < 1 || st.Batches > n {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestTransientFailureIsRetried(t *testing.T) {
+	c, db := newClient(t)
+	ctx := context.Background()
+	f := &flaky{next: c, err: &pgconn.PgError{Code: "40001", Message: "could not serialize access"}}
+	f.fail.Store(2)
+	p, err := producer.New(f, producer.Config{Queue: "q", MaxRetries: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	id, err := p.Publish(ctx, map[string]string{"k": "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id == 0 || db.Count(t, "pgflow_messages", "id = $1", id) != 1 {
+		t.Fatalf("message %d not stored", id)
+	}
+	if st := p.Stats(); st.Retries != 2 || st.Published != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestRetriesExhaustedIsNotAcknowledged(t *testing.T) {
+	c, db := newClient(t)
+	ctx := context.Background()
+	f := &flaky{next: c, err: fmt.Errorf("write: %w", &pgconn.PgError{Severity: "ERROR", Code: "08006", Message: "connection failure"})}
+	f.fail.Store(100)
+	p, err := producer.New(f, producer.Config{Queue: "q", MaxRetries: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	id, err := p.Publish(ctx, map[string]string{"k": "v"})
+	if err == nil || id != 0 {
+		t.Fatalf("got id %d, err %v; want an error", id, err)
+	}
+	if want := "producer: publish failed after 2 retries: write: ERROR: connection failure (SQLSTATE 08006)"; err.Error() != want {
+		t.Fatalf("err %q, want %q", err, want)
+	}
+	if f.calls.Load() != 3 {
+		t.Fatalf("%d writes, want 3", f.calls.Load())
+	}
+	if n := db.Count(t, "pgflow_messages", ""); n != 0 {
+		t.Fatalf("%d rows stored", n)
+	}
+}
+
+func TestPermanentFailureIsolatesTheBadMessage(t *testing.T) {
+	c, db := newClient(t)
+	ctx := context.Background()
+	f := &flaky{next: c, reject: "poison"}
+	p, err := producer.New(f, producer.Config{Queue: "q", MaxRetries: 3, MaxBatch: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for i := range 20 {
+		wg.Go(func() {
+			v := "ok"
+			if i == 7 {
+				v = "poison"
+			}
+			if _, err := p.Publish(ctx, map[string]string{"v": v}); err != nil {
+				failed.Add(1)
+				var pgErr *pgconn.PgError
+				if !errors.As(err, &pgErr) || pgErr.Code != "23514" {
+					t.Errorf("unexpected error %v", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	_ = p.Close(ctx)
+	if failed.Load() != 1 {
+		t.Fatalf("%d publishes failed, want 1", failed.Load())
+	}
+	if n := db.Count(t, "pgflow_messages", ""); n != 19 {
+		t.Fatalf("%d rows, want 19", n)
+	}
+	if st := p.Stats(); st.Retries != 0 {
+		t.Fatalf("a permanent error was retried: %+v", st)
+	}
+}
+
+func TestInputErrorsFailAtOnce(t *testing.T) {
+	c, _ := newClient(t)
+	ctx := context.Background()
+	p, err := producer.New(c, producer.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	if _, err := p.Publish(ctx, 1); !errors.Is(err, pgflow.ErrInvalidQueueName) {
+		t.Fatalf("no default queue: %v", err)
+	}
+	if _, err := p.PublishTo(ctx, "bad queue", 1); !errors.Is(err, pgflow.ErrInvalidQueueName) {
+		t.Fatalf("bad queue: %v", err)
+	}
+	if _, err := p.PublishTo(ctx, "q", make(chan int)); !errors.Is(err, pgflow.ErrInvalidPayload) {
+		t.Fatalf("bad payload: %v", err)
+	}
+}
+
+func TestDefaultPriorityAndClose(t *testing.T) {
+	c, db := newClient(t)
+	ctx := context.Background()
+	high := pgflow.PriorityHigh
+	p, err := producer.New(c, producer.Config{Queue: "q", Priority: &high})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := p.Publish(ctx, 1)
+	b, _ := p.Publish(ctx, 2, pgflow.WithPriority(pgflow.PriorityNormal))
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if db.Count(t, "pgflow_messages", "id = $1 AND priority = 10", a) != 1 || db.Count(t, "pgflow_messages", "id = $1 AND priority = 0", b) != 1 {
+		t.Fatal("priorities not applied")
+	}
+	if _, err := p.Publish(ctx, 3); !errors.Is(err, producer.ErrClosed) {
+		t.Fatalf("publish after close: %v", err)
+	}
+}
+
+func TestTransient(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&pgconn.PgError{Code: "40001"}, true},
+		{&pgconn.PgError{Code: "57P01"}, true},
+		{&pgconn.PgError{Code: "08006"}, true},
+		{&pgconn.PgError{Code: "53300"}, true},
+		{&pgconn.PgError{Code: "23505"}, false},
+		{&pgconn.PgError{Code: "42P01"}, false},
+		{context.DeadlineExceeded, true},
+		{context.Canceled, false},
+		{&pgflow.InputError{Kind: pgflow.ErrInvalidPayload}, false},
+		{errors.New("something else"), false},
+	} {
+		if got := producer.Transient(tc.err); got != tc.want {
+			t.Errorf("Transient(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+// gate holds the first write until released and records batch sizes.
+type gate struct {
+	next    producer.Publisher
+	release chan struct{}
+	mu      sync.Mutex
+	sizes   []int
+}
+
+func (g *gate) PublishBatch(ctx context.Context, msgs []pgflow.Outgoing) ([]int64, error) {
+	g.mu.Lock()
+	first := len(g.sizes) == 0
+	g.sizes = append(g.sizes, len(msgs))
+	g.mu.Unlock()
+	if first {
+		<-g.release
+	}
+	return g.next.PublishBatch(ctx, msgs)
+}
+
+// Publishes that arrive while a commit is in flight share the next commit.
+func TestGroupCommit(t *testing.T) {
+	c, db := newClient(t)
+	ctx := context.Background()
+	g := &gate{next: c, release: make(chan struct{})}
+	p, err := producer.New(g, producer.Config{Queue: "q", Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if _, err := p.Publish(ctx, 0); err != nil {
+			t.Error(err)
+		}
+	})
+	for p.Stats().Waiting != 0 || len(g.sizesSnapshot()) == 0 {
+		time.Sleep(time.Millisecond) // until the first publish is being written
+	}
+	for i := 1; i < 50; i++ {
+		wg.Go(func() {
+			if _, err := p.Publish(ctx, i); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	for p.Stats().Waiting != 49 {
+		time.Sleep(time.Millisecond)
+	}
+	close(g.release)
+	wg.Wait()
+	_ = p.Close(ctx)
+	if got := g.sizesSnapshot(); len(got) != 2 || got[0] != 1 || got[1] != 49 {
+		t.Fatalf("batch sizes %v, want [1 49]", got)
+	}
+	if n := db.Count(t, "pgflow_messages", ""); n != 50 {
+		t.Fatalf("%d rows, want 50", n)
+	}
+}
+
+func (g *gate) sizesSnapshot() []int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]int(nil), g.sizes...)
+}

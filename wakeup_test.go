@@ -1,0 +1,111 @@
+package pgflow_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/pgflow-go/pgflow"
+	"github.com/pgflow-go/pgflow/pgflowtest"
+)
+
+// consumeOne starts a consumer on its own pool (like another process) and
+// returns a channel of handled message ids.
+func consumeOne(t *testing.T, db *pgflowtest.DB, cfg pgflow.Config, queue string) <-chan int64 {
+	t.Helper()
+	cfg.Schema, cfg.Logger = db.Schema, quietLogger()
+	c, err := pgflow.New(pgflowtest.NewPoolOn(t, db, 4), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan int64, 16)
+	if err := c.Consume(pgflow.ConsumerConfig{Queue: queue, Handler: func(ctx context.Context, m *pgflow.Message) error {
+		got <- m.ID
+		return nil
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return got
+}
+
+// With polling effectively off, only a NOTIFY from the publishing process
+// can wake the consumer.
+func TestNotifyWakesConsumerInAnotherProcess(t *testing.T) {
+	t.Parallel()
+	db := pgflowtest.New(t)
+	ctx := context.Background()
+	publisher := newClient(t, db, pgflow.Config{})
+	if err := publisher.DeclareQueue(ctx, pgflow.QueueConfig{Name: "wake"}); err != nil {
+		t.Fatal(err)
+	}
+	got := consumeOne(t, db, pgflow.Config{PollInterval: time.Hour}, "wake")
+	// The consumer claims once at start and finds nothing; then it sleeps.
+	time.Sleep(100 * time.Millisecond)
+	for i := range 3 {
+		id, err := publisher.Publish(ctx, "wake", i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case h := <-got:
+			if h != id {
+				t.Fatalf("handled %d, want %d", h, id)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("consumer not woken by NOTIFY")
+		}
+	}
+	// PublishTx notifies at commit.
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := publisher.PublishTx(ctx, tx, "wake", 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case h := <-got:
+		if h != id {
+			t.Fatalf("handled %d, want %d", h, id)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("consumer not woken by PublishTx's NOTIFY")
+	}
+}
+
+// PollOnly (for PgBouncer transaction pooling) sends and listens for no
+// notifications and finds work by polling.
+func TestPollOnlyMode(t *testing.T) {
+	t.Parallel()
+	db := pgflowtest.New(t)
+	ctx := context.Background()
+	publisher := newClient(t, db, pgflow.Config{PollOnly: true})
+	got := consumeOne(t, db, pgflow.Config{PollOnly: true, PollInterval: 20 * time.Millisecond}, "polled")
+	id, err := publisher.Publish(ctx, "polled", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case h := <-got:
+		if h != id {
+			t.Fatalf("handled %d, want %d", h, id)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("poll-only consumer never found the message")
+	}
+	var listeners int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'LISTEN%' AND query ILIKE '%`+db.Schema+`%'`).Scan(&listeners); err != nil {
+		t.Fatal(err)
+	}
+	if listeners != 0 {
+		t.Fatalf("%d LISTEN sessions in poll-only mode", listeners)
+	}
+}
