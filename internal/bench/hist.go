@@ -27,15 +27,6 @@ func (h *hist) record(d time.Duration) {
 	h.mu.Unlock()
 }
 
-func (h *hist) merge(o *hist) {
-	o.mu.Lock()
-	c := o.h.Export()
-	o.mu.Unlock()
-	h.mu.Lock()
-	h.h.Merge(hdrhistogram.Import(c))
-	h.mu.Unlock()
-}
-
 func (h *hist) count() int64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
