@@ -137,19 +137,19 @@ func Run(ctx context.Context, cfg Config, workload string, stdout io.Writer) err
 	if err := ensureDatabase(ctx, cfg.DSN, r.human); err != nil {
 		return err
 	}
-	// One benchmark per database at a time: a second one would consume the
-	// first one's messages.
+	// One benchmark per database and schema at a time: a second one would
+	// consume the first one's messages.
 	lock, err := pgx.Connect(ctx, cfg.DSN)
 	if err != nil {
 		return err
 	}
 	defer lock.Close(context.Background())
 	var locked bool
-	if err := lock.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtext('pgflow-bench'))").Scan(&locked); err != nil {
+	if err := lock.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtext('pgflow-bench:' || $1))", cfg.Schema).Scan(&locked); err != nil {
 		return err
 	}
 	if !locked {
-		return fmt.Errorf("another pgflow bench is running on this database")
+		return fmt.Errorf("another pgflow bench is running on this database and schema")
 	}
 	r.lockPID = lock.PgConn().PID()
 	pc, err := pgxpool.ParseConfig(cfg.DSN)
