@@ -436,6 +436,7 @@ func (r *Runner) runW5(ctx context.Context, rep int) (map[string]any, error) {
 		inserted atomic.Int64
 		insErrs  atomic.Int64
 		maxLag   atomic.Int64
+		insLat   = newHist()
 	)
 	start := time.Now()
 	startNs.Store(int64(start.Sub(rec.base)))
@@ -455,6 +456,7 @@ func (r *Runner) runW5(ctx context.Context, rep int) (map[string]any, error) {
 					insErrs.Add(1)
 					continue
 				}
+				insLat.record(time.Duration(rec.now() - t))
 				inserted.Add(1)
 			}
 		}()
@@ -525,6 +527,9 @@ func (r *Runner) runW5(ctx context.Context, rep int) (map[string]any, error) {
 		"pin_from_s":               round2(pinFrom.Seconds()),
 		"pin_to_s":                 round2(pinTo.Seconds()),
 		"max_schedule_lag_ms":      msRound(float64(maxLag.Load()) / 1e6),
+		"insert_call_p50_ms":       insLat.pct(50),
+		"insert_call_p99_ms":       insLat.pct(99),
+		"insert_call_max_ms":       insLat.pct(100),
 		"final_backlog":            backlog,
 		"n_dead_tup":               deadTup,
 		"n_live_tup":               liveTup,
@@ -582,6 +587,6 @@ func (r *Runner) doW5(ctx context.Context) error {
 		"inserted_per_s_t1", "inserted_per_s_t2", "inserted_per_s_t3", "handled_per_s_t1", "handled_per_s_t2", "handled_per_s_t3",
 		"handled_ratio_pinned_vs_first", "final_backlog", "n_dead_tup", "n_live_tup", "table_bytes",
 		"pickup_p50_ms_t1", "pickup_p99_ms_t1", "pickup_p50_ms_t2", "pickup_p99_ms_t2", "pickup_p50_ms_t3", "pickup_p99_ms_t3",
-		"max_schedule_lag_ms")
+		"max_schedule_lag_ms", "insert_call_p99_ms", "insert_call_max_ms")
 	return nil
 }
