@@ -420,6 +420,11 @@ const claimTimeout = 30 * time.Second
 // claiming from the start of its queue.
 const fullScanEvery = 100 * time.Millisecond
 
+// frontierSlack is how far before the last claimed message's visible_at a
+// claim between full scans starts, so that messages committed a little out
+// of order are not left to the next full scan.
+const frontierSlack = 250 * time.Millisecond
+
 // claim claims up to n messages in claim order. Between claims from the
 // start of the queue (ClaimMessages, at least every fullScanEvery) it
 // starts from the key of the last message it claimed (ClaimMessagesAfter),
@@ -432,7 +437,10 @@ const fullScanEvery = 100 * time.Millisecond
 func (cs *consumer) claim(ctx context.Context, n int) ([]*Message, error) {
 	if cs.frontier.ok && time.Since(cs.lastFullScan) < fullScanEvery {
 		f := cs.frontier
-		msgs, err := cs.claimStmt(ctx, query.ClaimMessagesAfter, n, int16(f.priority), f.visibleAt, f.id)
+		// Start frontierSlack before the key: a message published
+		// concurrently with the last claimed one may commit after it with
+		// an earlier visible_at.
+		msgs, err := cs.claimStmt(ctx, query.ClaimMessagesAfter, n, int16(f.priority), f.visibleAt.Add(-frontierSlack), int64(0))
 		if err != nil {
 			return nil, err
 		}
