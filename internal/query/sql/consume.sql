@@ -29,8 +29,9 @@ RETURNING m.id, m.payload, m.headers, m.priority, m.attempt, m.retry_count,
 
 -- name: ClaimMessagesAfter
 -- ClaimMessages for a consumer that remembers the claim-order key of the
--- last message it claimed ($5 priority, $6 visible_at, $7 id): the same
--- priority is scanned from that key on, higher priorities from their start.
+-- last message it claimed: the same priority ($5) is scanned from the key
+-- ($6 visible_at, $7 id; the consumer passes a little before its last
+-- claimed key) on, higher priorities from their start.
 -- Both index scans start at their first possible row, so the scan does not
 -- walk the index entries of messages already claimed; while a long
 -- transaction pins the xmin horizon those entries cannot be removed and a
