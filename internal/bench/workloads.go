@@ -81,15 +81,24 @@ func (r *Runner) runW1(ctx context.Context, rep, w int) (map[string]any, error) 
 	return run, nil
 }
 
+// repeat runs one workload Reps times and returns each run's figures.
+func (r *Runner) repeat(ctx context.Context, run func(ctx context.Context, rep int) (map[string]any, error)) ([]map[string]any, error) {
+	var runs []map[string]any
+	for rep := 1; rep <= r.cfg.Reps; rep++ {
+		fig, err := run(ctx, rep)
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, fig)
+	}
+	return runs, nil
+}
+
 func (r *Runner) doW1(ctx context.Context) error {
 	for _, w := range r.cfg.Workers {
-		var runs []map[string]any
-		for rep := 1; rep <= r.cfg.Reps; rep++ {
-			run, err := r.runW1(ctx, rep, w)
-			if err != nil {
-				return err
-			}
-			runs = append(runs, run)
+		runs, err := r.repeat(ctx, func(ctx context.Context, rep int) (map[string]any, error) { return r.runW1(ctx, rep, w) })
+		if err != nil {
+			return err
 		}
 		r.summary("W1", map[string]any{"max_workers": w, "n": r.cfg.N, "batch": r.cfg.Batch}, runs,
 			"enqueue_msgs_per_s", "drain_msgs_per_s", "drain_s", "handled_msgs_per_s")
@@ -152,13 +161,9 @@ func (r *Runner) runW2(ctx context.Context, rep int) (map[string]any, error) {
 }
 
 func (r *Runner) doW2(ctx context.Context) error {
-	var runs []map[string]any
-	for rep := 1; rep <= r.cfg.Reps; rep++ {
-		run, err := r.runW2(ctx, rep)
-		if err != nil {
-			return err
-		}
-		runs = append(runs, run)
+	runs, err := r.repeat(ctx, func(ctx context.Context, rep int) (map[string]any, error) { return r.runW2(ctx, rep) })
+	if err != nil {
+		return err
 	}
 	r.summary("W2", map[string]any{"goroutines": r.cfg.W2Goroutines}, runs, "inserts_per_s", "insert_p50_ms", "insert_p99_ms")
 	return nil
@@ -274,13 +279,9 @@ func (r *Runner) runW3(ctx context.Context, rep int) (map[string]any, error) {
 }
 
 func (r *Runner) doW3(ctx context.Context) error {
-	var runs []map[string]any
-	for rep := 1; rep <= r.cfg.Reps; rep++ {
-		run, err := r.runW3(ctx, rep)
-		if err != nil {
-			return err
-		}
-		runs = append(runs, run)
+	runs, err := r.repeat(ctx, func(ctx context.Context, rep int) (map[string]any, error) { return r.runW3(ctx, rep) })
+	if err != nil {
+		return err
 	}
 	r.summary("W3", map[string]any{"rate": r.cfg.W3Rate, "max_workers": r.cfg.W3Workers}, runs,
 		"p50_ms", "p95_ms", "p99_ms", "max_ms", "max_ms_excl_last_1s", "mean_ms", "achieved_rate")
@@ -375,13 +376,9 @@ func (r *Runner) runW4(ctx context.Context, rep int) (map[string]any, error) {
 }
 
 func (r *Runner) doW4(ctx context.Context) error {
-	var runs []map[string]any
-	for rep := 1; rep <= r.cfg.Reps; rep++ {
-		run, err := r.runW4(ctx, rep)
-		if err != nil {
-			return err
-		}
-		runs = append(runs, run)
+	runs, err := r.repeat(ctx, func(ctx context.Context, rep int) (map[string]any, error) { return r.runW4(ctx, rep) })
+	if err != nil {
+		return err
 	}
 	r.summary("W4", map[string]any{"producers": r.cfg.W4Producers, "max_workers": r.cfg.W4Workers}, runs,
 		"inserted_per_s", "completed_per_s", "handled_per_s_after_5s", "final_backlog")
@@ -575,13 +572,9 @@ func (r *Runner) runW5(ctx context.Context, rep int) (map[string]any, error) {
 }
 
 func (r *Runner) doW5(ctx context.Context) error {
-	var runs []map[string]any
-	for rep := 1; rep <= r.cfg.Reps; rep++ {
-		run, err := r.runW5(ctx, rep)
-		if err != nil {
-			return err
-		}
-		runs = append(runs, run)
+	runs, err := r.repeat(ctx, func(ctx context.Context, rep int) (map[string]any, error) { return r.runW5(ctx, rep) })
+	if err != nil {
+		return err
 	}
 	r.summary("W5", map[string]any{"rate": r.cfg.W5Rate, "max_workers": r.cfg.W5Workers, "duration_s": r.cfg.W5Dur.Seconds()}, runs,
 		"inserted_per_s_t1", "inserted_per_s_t2", "inserted_per_s_t3", "handled_per_s_t1", "handled_per_s_t2", "handled_per_s_t3",
