@@ -17,8 +17,8 @@ import (
 // durable when Publish returns. payload is marshalled with encoding/json,
 // except []byte and json.RawMessage, which must already hold JSON.
 func (c *Client) Publish(ctx context.Context, queue string, payload any, opts ...PublishOption) (int64, error) {
-	id, err := c.publishOne(ctx, c.pool, false, queue, payload, opts)
-	c.afterPublish(queue, id, err, opts)
+	id, headers, err := c.publishOne(ctx, c.pool, false, queue, payload, opts)
+	c.afterPublish(queue, id, headers, err)
 	if err == nil {
 		c.wakeQueue(queue)
 	}
@@ -32,25 +32,25 @@ func (c *Client) PublishTx(ctx context.Context, tx pgx.Tx, queue string, payload
 	if tx == nil {
 		return 0, fmt.Errorf("%w: nil transaction", ErrInvalidConfig)
 	}
-	id, err := c.publishOne(ctx, tx, !c.cfg.PollOnly, queue, payload, opts)
-	c.afterPublish(queue, id, err, opts)
+	id, headers, err := c.publishOne(ctx, tx, !c.cfg.PollOnly, queue, payload, opts)
+	c.afterPublish(queue, id, headers, err)
 	return id, err
 }
 
-func (c *Client) publishOne(ctx context.Context, db queryer, notifyInTx bool, queue string, payload any, opts []PublishOption) (int64, error) {
+func (c *Client) publishOne(ctx context.Context, db queryer, notifyInTx bool, queue string, payload any, opts []PublishOption) (int64, map[string]string, error) {
 	o, headers, err := buildOptions(opts)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if err := ValidateQueueName(queue); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	body, err := encodePayload(payload, c.cfg.MaxPayloadBytes)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if err := c.ensureQueue(ctx, queue); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	var prio, visibleAt, dedup any
 	if o.priority != nil {
@@ -78,20 +78,20 @@ func (c *Client) publishOne(ctx context.Context, db queryer, notifyInTx bool, qu
 		var id int64
 		err := db.QueryRow(ctx, stmt, args...).Scan(&id)
 		if err == nil {
-			return id, nil
+			return id, o.headers, nil
 		}
 		if !errors.Is(err, pgx.ErrNoRows) || o.dedupKey == nil {
-			return 0, fmt.Errorf("pgflow: publish to %s: %w", queue, err)
+			return 0, nil, fmt.Errorf("pgflow: publish to %s: %w", queue, err)
 		}
 		err = db.QueryRow(ctx, c.q.Get(query.FindByDedupKey), queue, *o.dedupKey).Scan(&id)
 		if err == nil {
-			return id, nil
+			return id, o.headers, nil
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
-			return 0, fmt.Errorf("pgflow: publish to %s: dedup lookup: %w", queue, err)
+			return 0, nil, fmt.Errorf("pgflow: publish to %s: dedup lookup: %w", queue, err)
 		}
 	}
-	return 0, fmt.Errorf("pgflow: publish to %s: dedup key %q kept changing hands; try again", queue, *o.dedupKey)
+	return 0, nil, fmt.Errorf("pgflow: publish to %s: dedup key %q kept changing hands; try again", queue, *o.dedupKey)
 }
 
 // queryer is what both *pgxpool.Pool and pgx.Tx offer.
@@ -100,7 +100,7 @@ type queryer interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-func (c *Client) afterPublish(queue string, id int64, err error, opts []PublishOption) {
+func (c *Client) afterPublish(queue string, id int64, headers map[string]string, err error) {
 	if len(c.hooks) == 0 {
 		return
 	}
@@ -108,8 +108,7 @@ func (c *Client) afterPublish(queue string, id int64, err error, opts []PublishO
 		c.emit(Event{Kind: EventPublishFailed, Queue: queue, Err: err})
 		return
 	}
-	o, _, _ := buildOptions(opts)
-	c.emit(Event{Kind: EventPublished, Queue: queue, MessageID: id, Headers: o.headers})
+	c.emit(Event{Kind: EventPublished, Queue: queue, MessageID: id, Headers: headers})
 }
 
 // wakeQueue tells local consumers at once and other processes through a
@@ -308,8 +307,7 @@ func (c *Client) afterBatch(msgs []Outgoing, ids []int64, err error) {
 			c.emit(Event{Kind: EventPublishFailed, Queue: m.Queue, Err: err})
 			continue
 		}
-		o, _, _ := buildOptions(m.Options)
-		c.emit(Event{Kind: EventPublished, Queue: m.Queue, MessageID: ids[i], Headers: o.headers})
+		c.emit(Event{Kind: EventPublished, Queue: m.Queue, MessageID: ids[i], Headers: applyOptions(m.Options).headers})
 	}
 }
 

@@ -90,9 +90,9 @@ func BenchmarkPublishEventWithCounters(b *testing.B) {
 	c := &Client{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	c.stats = newStatsRecorder(c)
 	c.hooks = []EventHook{c.stats.record}
-	opts := []PublishOption{WithPriority(PriorityHigh)}
+	headers := map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
 	b.ReportAllocs()
 	for b.Loop() {
-		c.afterPublish("q", 1, nil, opts)
+		c.afterPublish("q", 1, headers, nil)
 	}
 }

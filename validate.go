@@ -158,13 +158,20 @@ func (o *publishOptions) fail(err error) {
 	}
 }
 
-func buildOptions(opts []PublishOption) (publishOptions, []byte, error) {
+// applyOptions runs the options; o.err holds the first invalid one.
+func applyOptions(opts []PublishOption) publishOptions {
 	var o publishOptions
 	for _, opt := range opts {
 		if opt != nil {
 			opt(&o)
 		}
 	}
+	return o
+}
+
+// buildOptions applies the options and encodes the headers as JSON.
+func buildOptions(opts []PublishOption) (publishOptions, []byte, error) {
+	o := applyOptions(opts)
 	if o.err != nil {
 		return o, nil, o.err
 	}
