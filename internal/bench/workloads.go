@@ -81,27 +81,30 @@ func (r *Runner) runW1(ctx context.Context, rep, w int) (map[string]any, error) 
 	return run, nil
 }
 
-// repeat runs one workload Reps times and returns each run's figures.
-func (r *Runner) repeat(ctx context.Context, run func(ctx context.Context, rep int) (map[string]any, error)) ([]map[string]any, error) {
+// repeat runs one workload Reps times, then prints its summary line over
+// the given fields.
+func (r *Runner) repeat(ctx context.Context, workload string, params map[string]any,
+	run func(ctx context.Context, rep int) (map[string]any, error), fields ...string) error {
 	var runs []map[string]any
 	for rep := 1; rep <= r.cfg.Reps; rep++ {
 		fig, err := run(ctx, rep)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		runs = append(runs, fig)
 	}
-	return runs, nil
+	r.summary(workload, params, runs, fields...)
+	return nil
 }
 
 func (r *Runner) doW1(ctx context.Context) error {
 	for _, w := range r.cfg.Workers {
-		runs, err := r.repeat(ctx, func(ctx context.Context, rep int) (map[string]any, error) { return r.runW1(ctx, rep, w) })
-		if err != nil {
+		params := map[string]any{"max_workers": w, "n": r.cfg.N, "batch": r.cfg.Batch}
+		runW1 := func(ctx context.Context, rep int) (map[string]any, error) { return r.runW1(ctx, rep, w) }
+		if err := r.repeat(ctx, "W1", params, runW1,
+			"enqueue_msgs_per_s", "drain_msgs_per_s", "drain_s", "handled_msgs_per_s"); err != nil {
 			return err
 		}
-		r.summary("W1", map[string]any{"max_workers": w, "n": r.cfg.N, "batch": r.cfg.Batch}, runs,
-			"enqueue_msgs_per_s", "drain_msgs_per_s", "drain_s", "handled_msgs_per_s")
 	}
 	return nil
 }
@@ -161,12 +164,8 @@ func (r *Runner) runW2(ctx context.Context, rep int) (map[string]any, error) {
 }
 
 func (r *Runner) doW2(ctx context.Context) error {
-	runs, err := r.repeat(ctx, func(ctx context.Context, rep int) (map[string]any, error) { return r.runW2(ctx, rep) })
-	if err != nil {
-		return err
-	}
-	r.summary("W2", map[string]any{"goroutines": r.cfg.W2Goroutines}, runs, "inserts_per_s", "insert_p50_ms", "insert_p99_ms")
-	return nil
+	return r.repeat(ctx, "W2", map[string]any{"goroutines": r.cfg.W2Goroutines}, r.runW2,
+		"inserts_per_s", "insert_p50_ms", "insert_p99_ms")
 }
 
 // ---------------------------------------------------------------- W3 latency
@@ -279,13 +278,8 @@ func (r *Runner) runW3(ctx context.Context, rep int) (map[string]any, error) {
 }
 
 func (r *Runner) doW3(ctx context.Context) error {
-	runs, err := r.repeat(ctx, func(ctx context.Context, rep int) (map[string]any, error) { return r.runW3(ctx, rep) })
-	if err != nil {
-		return err
-	}
-	r.summary("W3", map[string]any{"rate": r.cfg.W3Rate, "max_workers": r.cfg.W3Workers}, runs,
+	return r.repeat(ctx, "W3", map[string]any{"rate": r.cfg.W3Rate, "max_workers": r.cfg.W3Workers}, r.runW3,
 		"p50_ms", "p95_ms", "p99_ms", "max_ms", "max_ms_excl_last_1s", "mean_ms", "achieved_rate")
-	return nil
 }
 
 // ---------------------------------------------------------------- W4 mixed
@@ -376,13 +370,8 @@ func (r *Runner) runW4(ctx context.Context, rep int) (map[string]any, error) {
 }
 
 func (r *Runner) doW4(ctx context.Context) error {
-	runs, err := r.repeat(ctx, func(ctx context.Context, rep int) (map[string]any, error) { return r.runW4(ctx, rep) })
-	if err != nil {
-		return err
-	}
-	r.summary("W4", map[string]any{"producers": r.cfg.W4Producers, "max_workers": r.cfg.W4Workers}, runs,
+	return r.repeat(ctx, "W4", map[string]any{"producers": r.cfg.W4Producers, "max_workers": r.cfg.W4Workers}, r.runW4,
 		"inserted_per_s", "completed_per_s", "handled_per_s_after_5s", "final_backlog")
-	return nil
 }
 
 // ---------------------------------------------------------------- W5 pinned xmin
@@ -572,14 +561,9 @@ func (r *Runner) runW5(ctx context.Context, rep int) (map[string]any, error) {
 }
 
 func (r *Runner) doW5(ctx context.Context) error {
-	runs, err := r.repeat(ctx, func(ctx context.Context, rep int) (map[string]any, error) { return r.runW5(ctx, rep) })
-	if err != nil {
-		return err
-	}
-	r.summary("W5", map[string]any{"rate": r.cfg.W5Rate, "max_workers": r.cfg.W5Workers, "duration_s": r.cfg.W5Dur.Seconds()}, runs,
+	return r.repeat(ctx, "W5", map[string]any{"rate": r.cfg.W5Rate, "max_workers": r.cfg.W5Workers, "duration_s": r.cfg.W5Dur.Seconds()}, r.runW5,
 		"inserted_per_s_t1", "inserted_per_s_t2", "inserted_per_s_t3", "handled_per_s_t1", "handled_per_s_t2", "handled_per_s_t3",
 		"handled_ratio_pinned_vs_first", "final_backlog", "n_dead_tup", "n_live_tup", "table_bytes",
 		"pickup_p50_ms_t1", "pickup_p99_ms_t1", "pickup_p50_ms_t2", "pickup_p99_ms_t2", "pickup_p50_ms_t3", "pickup_p99_ms_t3",
 		"max_schedule_lag_ms", "insert_call_p99_ms", "insert_call_max_ms")
-	return nil
 }
