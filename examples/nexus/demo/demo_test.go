@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pgflow-go/pgflow"
+	"github.com/pgflow-go/pgflow/config"
 	"github.com/pgflow-go/pgflow/examples/nexus/demo"
 	"github.com/pgflow-go/pgflow/examples/nexus/singularity"
 	"github.com/pgflow-go/pgflow/examples/nexus/wire"
@@ -86,24 +87,9 @@ func TestRunEndToEnd(t *testing.T) {
 
 // A critical rollback published behind warnings is handled first.
 func TestCriticalRollbackOvertakesQueuedWarnings(t *testing.T) {
-	db := pgflowtest.New(t)
+	_, cfg, client := instanceSetup(t, 9)
 	ctx := context.Background()
 	id := singularity.InstanceID(9)
-	env := func(k string) (string, bool) {
-		if k == "PGFLOW_SCHEMA" {
-			return db.Schema, true
-		}
-		return "", false
-	}
-	cfg, err := singularity.LoadConfig("", id, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := pgflow.New(db.Pool, pgflow.Config{Schema: cfg.Schema, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close(ctx)
 	queue := wire.InstanceQueue(wire.RollbackQueue, id)
 	publish := func(n int, severity string, prio int) {
 		trig := wire.RollbackTrigger{ProposalID: fmt.Sprintf("p%d", n), InstanceID: id, AgentType: "performance",
@@ -146,24 +132,9 @@ func TestCriticalRollbackOvertakesQueuedWarnings(t *testing.T) {
 
 // An invalid payload goes to the DLQ with a clear error; the rest flow.
 func TestInvalidPayloadIsDeadLettered(t *testing.T) {
-	db := pgflowtest.New(t)
+	db, cfg, client := instanceSetup(t, 1)
 	ctx := context.Background()
 	id := singularity.InstanceID(1)
-	env := func(k string) (string, bool) {
-		if k == "PGFLOW_SCHEMA" {
-			return db.Schema, true
-		}
-		return "", false
-	}
-	cfg, err := singularity.LoadConfig("", id, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := pgflow.New(db.Pool, pgflow.Config{Schema: cfg.Schema, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close(ctx)
 	queue := wire.InstanceQueue(wire.SafetyProfilesQueue, id)
 	good := wire.SafetyProfileUpdate{InstanceID: id, AgentType: "security", Reason: "r",
 		SafetyProfile: wire.SafetyProfile{Version: 2, MaxRiskScore: 0.5, MaxImpactScore: 0.8}}
@@ -196,4 +167,27 @@ func TestInvalidPayloadIsDeadLettered(t *testing.T) {
 		_ = db.Pool.QueryRow(ctx, "SELECT error FROM "+db.Schema+".pgflow_dlq").Scan(&got)
 		t.Fatalf("DLQ error %q, want %q", got, want)
 	}
+}
+
+// instanceSetup loads Singularity instance n's built-in config into a fresh
+// test schema and returns a client on it, closed when the test ends.
+func instanceSetup(t *testing.T, n int) (*pgflowtest.DB, *config.Config, *pgflow.Client) {
+	t.Helper()
+	db := pgflowtest.New(t)
+	env := func(k string) (string, bool) {
+		if k == "PGFLOW_SCHEMA" {
+			return db.Schema, true
+		}
+		return "", false
+	}
+	cfg, err := singularity.LoadConfig("", singularity.InstanceID(n), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := pgflow.New(db.Pool, pgflow.Config{Schema: cfg.Schema, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close(context.Background()) })
+	return db, cfg, client
 }
