@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -172,16 +171,7 @@ func TestConsumerSurvivesServerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close(context.Background())
-	var handled atomic.Int32
-	if err := c.Consume(pgflow.ConsumerConfig{Queue: "restart", Handler: func(ctx context.Context, m *pgflow.Message) error {
-		handled.Add(1)
-		return nil
-	}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	handled := countingConsumer(t, c, "restart", 1)
 	if _, err := c.Publish(ctx, "restart", 1); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,4 +98,21 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// countingConsumer starts c with a consumer on queue whose handler only
+// counts the messages it acknowledges.
+func countingConsumer(t testing.TB, c *pgflow.Client, queue string, workers int) *atomic.Int32 {
+	t.Helper()
+	var handled atomic.Int32
+	if err := c.Consume(pgflow.ConsumerConfig{Queue: queue, Workers: workers, Handler: func(ctx context.Context, m *pgflow.Message) error {
+		handled.Add(1)
+		return nil
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return &handled
 }

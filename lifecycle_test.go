@@ -230,16 +230,7 @@ func TestStopDeadlineReleasesMessages(t *testing.T) {
 	}
 	// Another consumer takes them at once.
 	other := newClient(t, db, pgflow.Config{})
-	var done atomic.Int32
-	if err := other.Consume(pgflow.ConsumerConfig{Queue: "stuck", Workers: 3, Handler: func(ctx context.Context, m *pgflow.Message) error {
-		done.Add(1)
-		return nil
-	}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := other.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	done := countingConsumer(t, other, "stuck", 3)
 	waitFor(t, "taken over", func() bool { return done.Load() == 3 && db.Count(t, "pgflow_messages", "") == 0 })
 }
 
@@ -278,16 +269,7 @@ func TestReconnectAfterBackendsTerminated(t *testing.T) {
 	db := pgflowtest.New(t, pgflowtest.Options{AppName: app, MaxConns: 4})
 	ctx := context.Background()
 	c := newClient(t, db, pgflow.Config{PollInterval: 100 * time.Millisecond})
-	var handled atomic.Int32
-	if err := c.Consume(pgflow.ConsumerConfig{Queue: "resilient", Workers: 2, Handler: func(ctx context.Context, m *pgflow.Message) error {
-		handled.Add(1)
-		return nil
-	}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	handled := countingConsumer(t, c, "resilient", 2)
 	if _, err := c.Publish(ctx, "resilient", 1); err != nil {
 		t.Fatal(err)
 	}
