@@ -1,7 +1,6 @@
 package pgflow_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -51,47 +50,15 @@ func TestHelperConsumerProcess(t *testing.T) {
 }
 
 // startConsumerProcess runs the helper and waits until its handler has the
-// message; it returns the process and the attempt it saw.
+// message; it returns the process and the "id attempt" it saw.
 func startConsumerProcess(t *testing.T, schema string, suicide bool) (*exec.Cmd, string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperConsumerProcess$", "-test.v")
-	cmd.Env = append(os.Environ(), "PGFLOW_HELPER_SCHEMA="+schema)
+	env := []string{"PGFLOW_HELPER_SCHEMA=" + schema}
 	if suicide {
-		cmd.Env = append(cmd.Env, "PGFLOW_HELPER_SUICIDE=1")
+		env = append(env, "PGFLOW_HELPER_SUICIDE=1")
 	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	lines := make(chan string, 16)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	timeout := time.After(60 * time.Second)
-	for {
-		select {
-		case line, ok := <-lines:
-			if !ok {
-				t.Fatal("helper process exited before handling the message")
-			}
-			if rest, ok := strings.CutPrefix(line, "HANDLING "); ok {
-				return cmd, rest
-			}
-			if strings.HasPrefix(line, "ERROR") {
-				t.Fatal(line)
-			}
-		case <-timeout:
-			t.Fatal("helper process never handled the message")
-		}
-	}
+	p := pgflowtest.StartProcess(t, "TestHelperConsumerProcess", env...)
+	return p.Cmd, p.Next("HANDLING ")
 }
 
 // TestConsumerProcessKilled: a consumer process dies with SIGKILL in the

@@ -1,14 +1,10 @@
 package otelpgflow_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"strings"
 	"testing"
-	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -63,44 +59,8 @@ func TestHelperTracedConsumer(t *testing.T) {
 func TestTraceAcrossProcesses(t *testing.T) {
 	db := pgflowtest.New(t, pgflowtest.Options{MaxConns: 2})
 	ctx := context.Background()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperTracedConsumer$", "-test.v")
-	cmd.Env = append(os.Environ(), "OTELPGFLOW_HELPER_SCHEMA="+db.Schema)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	lines := make(chan string, 16)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	next := func(prefix string) string {
-		t.Helper()
-		timeout := time.After(60 * time.Second)
-		for {
-			select {
-			case line, ok := <-lines:
-				if !ok {
-					t.Fatalf("consumer process exited before printing %s", prefix)
-				}
-				if rest, ok := strings.CutPrefix(line, prefix); ok {
-					return rest
-				}
-				if strings.HasPrefix(line, "ERROR") {
-					t.Fatal(line)
-				}
-			case <-timeout:
-				t.Fatalf("consumer process never printed %s", prefix)
-			}
-		}
-	}
+	proc := pgflowtest.StartProcess(t, "TestHelperTracedConsumer", "OTELPGFLOW_HELPER_SCHEMA="+db.Schema)
+	next := proc.Next
 	next("READY")
 
 	exp := tracetest.NewInMemoryExporter()
