@@ -386,11 +386,7 @@ func (cs *consumer) fetchLoop(rs *runState) {
 			failures++
 			d := retry.Delay(failures)
 			c.log.Warn("pgflow: claim failed; retrying", "queue", cs.cfg.Queue, "err", err, "retry_in", d)
-			t := time.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
+			if !backoff.Sleep(ctx, d) {
 				return
 			}
 			maybeMore = true
@@ -567,23 +563,14 @@ func (cs *consumer) invoke(ctx context.Context, m *Message) (err error) {
 func (cs *consumer) heartbeatLoop(ctx context.Context) {
 	c := cs.client
 	for {
-		t := time.NewTimer(cs.lease() / 3)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !backoff.Sleep(ctx, cs.lease()/3) {
 			return
 		}
 		if err := cs.loadSettings(ctx); err != nil && ctx.Err() == nil {
 			c.log.Warn("pgflow: reading queue settings failed", "queue", cs.cfg.Queue, "err", err)
 		}
 		cs.mu.Lock()
-		ids := make([]int64, 0, len(cs.inflight))
-		attempts := make([]int32, 0, len(cs.inflight))
-		for id, d := range cs.inflight {
-			ids = append(ids, id)
-			attempts = append(attempts, int32(d.msg.Attempt))
-		}
+		ids, attempts := cs.leasesLocked()
 		cs.mu.Unlock()
 		if len(ids) == 0 {
 			continue
@@ -617,15 +604,24 @@ func (cs *consumer) heartbeatLoop(ctx context.Context) {
 	}
 }
 
-// releaseAll hands every in-flight message back to the queue.
-func (cs *consumer) releaseAll(ctx context.Context) int {
-	c := cs.client
-	cs.mu.Lock()
+// leasesLocked lists the (id, attempt) of every in-flight message; cs.mu
+// must be held.
+func (cs *consumer) leasesLocked() ([]int64, []int32) {
 	ids := make([]int64, 0, len(cs.inflight))
 	attempts := make([]int32, 0, len(cs.inflight))
 	for id, d := range cs.inflight {
 		ids = append(ids, id)
 		attempts = append(attempts, int32(d.msg.Attempt))
+	}
+	return ids, attempts
+}
+
+// releaseAll hands every in-flight message back to the queue.
+func (cs *consumer) releaseAll(ctx context.Context) int {
+	c := cs.client
+	cs.mu.Lock()
+	ids, attempts := cs.leasesLocked()
+	for _, d := range cs.inflight {
 		d.cancel(ErrClientStopped)
 	}
 	clear(cs.inflight)

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgflow-go/pgflow/internal/backoff"
 	"github.com/pgflow-go/pgflow/internal/query"
 )
 
@@ -318,11 +319,7 @@ func (c *Client) RedriveDLQ(ctx context.Context, f DLQFilter, o RedriveOptions) 
 		if o.RatePerSecond > 0 && moved > 0 {
 			due := start.Add(time.Duration(float64(res.Redriven) / o.RatePerSecond * float64(time.Second)))
 			if wait := time.Until(due); wait > 0 {
-				t := time.NewTimer(wait)
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-					t.Stop()
+				if !backoff.Sleep(ctx, wait) {
 					return res, ctx.Err()
 				}
 			}

@@ -1,6 +1,7 @@
 package backoff
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -42,5 +43,16 @@ func TestDelayJitterStaysInBand(t *testing.T) {
 func TestZeroBase(t *testing.T) {
 	if d := (Policy{}).Delay(3); d != 0 {
 		t.Fatalf("zero policy gave %v", d)
+	}
+}
+
+func TestSleepStopsWithContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if Sleep(ctx, time.Hour) {
+		t.Fatal("Sleep of an hour reported a full wait on a cancelled context")
+	}
+	if !Sleep(context.Background(), time.Millisecond) {
+		t.Fatal("Sleep did not report a full wait")
 	}
 }

@@ -40,11 +40,7 @@ func (l *Listener) Run(ctx context.Context) {
 		failures++
 		d := retry.Delay(failures)
 		l.Log.Warn("pgflow: notification listener lost its connection; reconnecting", "err", err, "retry_in", d)
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !backoff.Sleep(ctx, d) {
 			return
 		}
 		if err == nil || !errors.Is(err, errNeverConnected) {

@@ -109,12 +109,7 @@ func (s *Sender) loop() {
 			for _, q := range queues {
 				s.Signal(q)
 			}
-			t := time.NewTimer(retry.Delay(failures))
-			select {
-			case <-t.C:
-			case <-s.ctx.Done():
-				t.Stop()
-			}
+			backoff.Sleep(s.ctx, retry.Delay(failures))
 			continue
 		}
 		failures = 0
