@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
 	"github.com/pgflow-go/pgflow"
@@ -23,21 +25,13 @@ the queue's retry settings.`,
 			if err != nil {
 				return err
 			}
-			defs, err := c.ListQueues(ctx)
+			byName, err := queueDefinitions(ctx, c)
 			if err != nil {
 				return err
 			}
-			byName := map[string]pgflow.QueueInfo{}
-			for _, d := range defs {
-				byName[d.Name] = d
-			}
 			out := cmd.OutOrStdout()
 			if globals.json {
-				views := make([]queueView, 0, len(stats))
-				for _, s := range stats {
-					views = append(views, newQueueView(s, byName[s.Queue]))
-				}
-				return printJSON(out, views)
+				return printJSON(out, queueViews(stats, byName))
 			}
 			t := newTable(out, "QUEUE", "PAUSED", "READY", "DELAYED", "RETRYING", "IN FLIGHT", "DLQ", "OLDEST READY", "MAX RETRIES", "RETRY DELAY", "LEASE")
 			for _, s := range stats {
@@ -76,6 +70,28 @@ type windowView struct {
 	Handled      int64  `json:"handled"`
 	Failed       int64  `json:"failed"`
 	DeadLettered int64  `json:"dead_lettered"`
+}
+
+// queueDefinitions returns every queue's stored settings by name.
+func queueDefinitions(ctx context.Context, c *pgflow.Client) (map[string]pgflow.QueueInfo, error) {
+	defs, err := c.ListQueues(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byName := make(map[string]pgflow.QueueInfo, len(defs))
+	for _, d := range defs {
+		byName[d.Name] = d
+	}
+	return byName, nil
+}
+
+// queueViews joins stats with the queues' settings for JSON output.
+func queueViews(stats []pgflow.QueueStats, byName map[string]pgflow.QueueInfo) []queueView {
+	views := make([]queueView, 0, len(stats))
+	for _, s := range stats {
+		views = append(views, newQueueView(s, byName[s.Queue]))
+	}
+	return views
 }
 
 func newQueueView(s pgflow.QueueStats, d pgflow.QueueInfo) queueView {

@@ -53,19 +53,11 @@ consumers  consumer ids holding leases on the queue now`,
 				return err
 			}
 			if globals.json {
-				defs, err := c.ListQueues(ctx)
+				byName, err := queueDefinitions(ctx, c)
 				if err != nil {
 					return err
 				}
-				byName := map[string]pgflow.QueueInfo{}
-				for _, d := range defs {
-					byName[d.Name] = d
-				}
-				views := make([]queueView, 0, len(all))
-				for _, s := range all {
-					views = append(views, newQueueView(s, byName[s.Queue]))
-				}
-				return printJSON(out, views)
+				return printJSON(out, queueViews(all, byName))
 			}
 			t := newTable(out, "QUEUE", "READY", "IN FLIGHT", "DLQ", "OLDEST READY",
 				"HANDLED 1m/5m/1h", "FAILED 1m/5m/1h", "DEAD 1m/5m/1h", "CONSUMERS")
