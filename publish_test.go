@@ -297,3 +297,57 @@ func TestPriorityOrder(t *testing.T) {
 		t.Fatalf("order = %v", order)
 	}
 }
+
+// Per-message options in a batch: priority (or the queue's default), delay,
+// absolute visible_at, and dedup key, each set on some rows and not others.
+func TestPublishBatchPerMessageOptions(t *testing.T) {
+	t.Parallel()
+	db := pgflowtest.New(t)
+	c := newClient(t, db, pgflow.Config{})
+	ctx := context.Background()
+	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "opts", Priority: 2}); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(2 * time.Hour).Truncate(time.Microsecond)
+	for _, withDedup := range []bool{false, true} {
+		dedup := func(k string) []pgflow.PublishOption {
+			if withDedup {
+				return []pgflow.PublishOption{pgflow.WithDedupKey(k)}
+			}
+			return nil
+		}
+		ids, err := c.PublishBatch(ctx, []pgflow.Outgoing{
+			{Queue: "opts", Payload: 0, Options: dedup("a")},
+			{Queue: "opts", Payload: 1, Options: append(dedup("b"), pgflow.WithPriority(-3), pgflow.WithDelay(time.Hour))},
+			{Queue: "opts", Payload: 2, Options: append(dedup("c"), pgflow.WithVisibleAt(at))},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		type row struct {
+			prio    int
+			waitS   float64
+			visible time.Time
+			key     *string
+		}
+		var got []row
+		for _, id := range ids {
+			var r row
+			if err := db.Pool.QueryRow(ctx, `SELECT priority, extract(epoch FROM visible_at - now()), visible_at, dedup_key FROM `+db.Schema+`.pgflow_messages WHERE id = $1`, id).
+				Scan(&r.prio, &r.waitS, &r.visible, &r.key); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, r)
+		}
+		if got[0].prio != 2 || got[1].prio != -3 || got[2].prio != 2 {
+			t.Fatalf("dedup=%v priorities %d %d %d, want 2 -3 2", withDedup, got[0].prio, got[1].prio, got[2].prio)
+		}
+		if got[0].waitS > 1 || got[1].waitS < 3590 || got[1].waitS > 3601 || !got[2].visible.Equal(at) {
+			t.Fatalf("dedup=%v visibility %+v (want now, +1h, %v)", withDedup, got, at)
+		}
+		if (got[0].key != nil) != withDedup {
+			t.Fatalf("dedup=%v stored key %v", withDedup, got[0].key)
+		}
+		db.Exec(t, `DELETE FROM pgflow_messages`)
+	}
+}
