@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -186,17 +186,14 @@ func (c *Client) PublishBatchTx(ctx context.Context, tx pgx.Tx, msgs []Outgoing)
 	return ids, nil
 }
 
-// batchColumns are InsertMessages' parallel arrays. They carry sentinels
-// instead of NULLs (see the statement's comment).
+// batchColumns are InsertMessages' parallel arrays; nil means "not set".
 type batchColumns struct {
 	queues, payloads, headers []string
-	priorities                []int32
+	priorities                []*int
 	delays                    []int64
-	visibleAts                []int64 // unix microseconds, 0 = not set
-	dedupKeys                 []string
+	visibleAts                []*time.Time
+	dedupKeys                 []*string
 }
-
-const noPriority = math.MinInt32
 
 func (c *Client) publishBatch(ctx context.Context, tx pgx.Tx, msgs []Outgoing) ([]int64, error) {
 	cols := batchColumns{}
@@ -215,22 +212,10 @@ func (c *Client) publishBatch(ctx context.Context, tx pgx.Tx, msgs []Outgoing) (
 		cols.queues = append(cols.queues, m.Queue)
 		cols.payloads = append(cols.payloads, string(body))
 		cols.headers = append(cols.headers, string(headers))
-		prio := int32(noPriority)
-		if o.priority != nil {
-			prio = int32(*o.priority)
-		}
-		cols.priorities = append(cols.priorities, prio)
+		cols.priorities = append(cols.priorities, o.priority)
 		cols.delays = append(cols.delays, o.delay.Microseconds())
-		var visibleAt int64
-		if o.visibleAt != nil {
-			visibleAt = max(o.visibleAt.UnixMicro(), 1)
-		}
-		cols.visibleAts = append(cols.visibleAts, visibleAt)
-		var dedup string
-		if o.dedupKey != nil {
-			dedup = *o.dedupKey
-		}
-		cols.dedupKeys = append(cols.dedupKeys, dedup)
+		cols.visibleAts = append(cols.visibleAts, o.visibleAt)
+		cols.dedupKeys = append(cols.dedupKeys, o.dedupKey)
 	}
 	for _, q := range cols.queues {
 		if err := c.ensureQueue(ctx, q); err != nil {
@@ -251,7 +236,7 @@ func (c *Client) publishBatch(ctx context.Context, tx pgx.Tx, msgs []Outgoing) (
 
 // insertChunk inserts messages [start, end) of cols in one statement.
 func (c *Client) insertChunk(ctx context.Context, tx pgx.Tx, cols *batchColumns, start, end int) ([]int64, error) {
-	hasDedup := slices.ContainsFunc(cols.dedupKeys[start:end], func(k string) bool { return k != "" })
+	hasDedup := slices.ContainsFunc(cols.dedupKeys[start:end], func(k *string) bool { return k != nil })
 	if !hasDedup {
 		rows, err := tx.Query(ctx, c.q.Get(query.InsertMessagesPlain),
 			cols.queues[start:end], cols.payloads[start:end], cols.headers[start:end], cols.priorities[start:end],
@@ -288,7 +273,7 @@ func (c *Client) insertChunk(ctx context.Context, tx pgx.Tx, cols *batchColumns,
 			// The key's holder is not visible to the statement's snapshot (it
 			// committed while we ran): look again.
 			var found int64
-			if err := tx.QueryRow(ctx, c.q.Get(query.FindByDedupKey), cols.queues[start+i], cols.dedupKeys[start+i]).Scan(&found); err != nil {
+			if err := tx.QueryRow(ctx, c.q.Get(query.FindByDedupKey), cols.queues[start+i], *cols.dedupKeys[start+i]).Scan(&found); err != nil {
 				return nil, fmt.Errorf("dedup lookup for message %d: %w", start+i, err)
 			}
 			id = &found

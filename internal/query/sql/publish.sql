@@ -45,38 +45,35 @@ SELECT ins.id FROM ins, pg_notify($8, $1) AS n;
 SELECT id FROM {{schema}}.pgflow_messages WHERE queue_name = $1 AND dedup_key = $2;
 
 -- name: InsertMessagesPlain
--- InsertMessages for batches without dedup keys (the common case, and
--- several times faster). Ids are assigned in input order, so the caller
--- sorts the returned ids to map them back.
+-- InsertMessages for batches without dedup keys (the common case): no
+-- speculative insertion and no lookups, 11-90 ms against 51-860 ms for
+-- InsertMessages on 1,000-5,000 rows (measured side by side, quiet machine).
+-- Parallel arrays, one element per message; a NULL priority means the
+-- queue's default, a NULL visible_at means now + delay_us. Ids are assigned
+-- in input order, so the caller sorts the returned ids to map them back.
 INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at)
 SELECT i.queue_name, i.payload::jsonb, i.headers::jsonb,
-       coalesce(nullif(i.priority, -2147483648), q.priority, 0),
-       CASE WHEN i.visible_at_us = 0 THEN now() + i.delay_us * interval '1 microsecond'
-            ELSE timestamptz 'epoch' + i.visible_at_us * interval '1 microsecond' END
-FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::bigint[])
-     WITH ORDINALITY AS i(queue_name, payload, headers, priority, delay_us, visible_at_us, ord)
+       coalesce(i.priority, q.priority, 0),
+       coalesce(i.visible_at, now() + i.delay_us * interval '1 microsecond')
+FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::timestamptz[])
+     WITH ORDINALITY AS i(queue_name, payload, headers, priority, delay_us, visible_at, ord)
 LEFT JOIN {{schema}}.pgflow_queues q ON q.queue_name = i.queue_name
 ORDER BY i.ord
 RETURNING id;
 
 -- name: InsertMessages
--- Many messages in one statement: parallel arrays, one element per message.
--- The arrays hold no NULLs (PostgreSQL's multi-array unnest turns quadratic
--- on arrays with NULLs), so "not set" is a sentinel: priority -2147483648
--- for the queue's default, visible_at_us 0 for "now + delay_us", dedup key
--- '' for none.
+-- Many messages in one statement, as InsertMessagesPlain plus $7 dedup
+-- keys (NULL for none).
 -- Ids are drawn from the sequence up front so each input row knows its id;
 -- rows whose dedup key is taken get the id of the message holding the key.
 -- Returns one row per input, in input order; id is NULL only when the key's
 -- holder was inserted by a transaction this statement cannot see yet.
 WITH input AS (
     SELECT nextval('{{schema}}.pgflow_messages_id_seq') AS id, i.queue_name, i.payload, i.headers,
-           nullif(i.priority, -2147483648) AS priority,
-           CASE WHEN i.visible_at_us = 0 THEN now() + i.delay_us * interval '1 microsecond'
-                ELSE timestamptz 'epoch' + i.visible_at_us * interval '1 microsecond' END AS visible_at,
-           nullif(i.dedup_key, '') AS dedup_key, i.ord
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::bigint[], $7::text[])
-         WITH ORDINALITY AS i(queue_name, payload, headers, priority, delay_us, visible_at_us, dedup_key, ord)
+           i.priority, coalesce(i.visible_at, now() + i.delay_us * interval '1 microsecond') AS visible_at,
+           i.dedup_key, i.ord
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::timestamptz[], $7::text[])
+         WITH ORDINALITY AS i(queue_name, payload, headers, priority, delay_us, visible_at, dedup_key, ord)
 ), ins AS (
     INSERT INTO {{schema}}.pgflow_messages (id, queue_name, payload, headers, priority, visible_at, dedup_key)
     SELECT i.id, i.queue_name, i.payload::jsonb, i.headers::jsonb,
