@@ -37,7 +37,7 @@ func newAckFlusher(c *Client) *ackFlusher {
 		for i, it := range items {
 			ids[i], attempts[i] = it.id, int32(it.attempt)
 		}
-		_, err := c.pool.Exec(ctx, c.q.Get(query.AckMessages), ids, attempts)
+		_, err := c.hotExec(ctx, query.HotPathSettings, query.AckMessages, ids, attempts)
 		return err
 	})
 }
@@ -69,19 +69,16 @@ func newFailFlusher(c *Client) *failFlusher {
 			permanent[i] = it.permanent
 			byID[it.id] = it
 		}
-		rows, err := c.pool.Query(ctx, c.q.Get(query.FailMessages), ids, attempts, texts, delays, permanent)
-		if err != nil {
-			return err
-		}
 		type outcome struct {
 			id   int64
 			dead bool
 		}
-		outcomes, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (outcome, error) {
-			var o outcome
-			err := r.Scan(&o.id, &o.dead)
-			return o, err
-		})
+		outcomes, err := hotCollect(ctx, c, query.HotPathSettings, query.FailMessages,
+			[]any{ids, attempts, texts, delays, permanent}, func(r pgx.CollectableRow) (outcome, error) {
+				var o outcome
+				err := r.Scan(&o.id, &o.dead)
+				return o, err
+			})
 		if err != nil {
 			return err
 		}

@@ -479,20 +479,20 @@ func sortClaimOrder(msgs []*Message) {
 
 func (cs *consumer) claimStmt(ctx context.Context, stmt string, n int, after ...any) ([]*Message, error) {
 	c := cs.client
-	// QueryExecModeCacheDescribe plans the claim for the current parameters
-	// every time: a plan cached while the table was empty must not be reused
-	// once it holds a backlog.
-	args := append([]any{pgx.QueryExecModeCacheDescribe, cs.cfg.Queue, n, c.cfg.ID, cs.lease().Milliseconds()}, after...)
-	rows, err := c.pool.Query(ctx, c.q.Get(stmt), args...)
-	if err != nil {
-		return nil, err
-	}
-	msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Message, error) {
+	args := append([]any{cs.cfg.Queue, n, c.cfg.ID, cs.lease().Milliseconds()}, after...)
+	msgs, err := hotCollect(ctx, c, query.ClaimSettings, stmt, args, func(r pgx.CollectableRow) (*Message, error) {
 		m := &Message{Queue: cs.cfg.Queue}
 		var prio int16
-		err := r.Scan(&m.ID, &m.Payload, &m.Headers, &prio, &m.Attempt, &m.RetryCount,
+		var headers []byte
+		// Payload and headers are scanned as bytes: PostgreSQL has
+		// validated them, and json.RawMessage would be parsed again.
+		err := r.Scan(&m.ID, (*[]byte)(&m.Payload), &headers, &prio, &m.Attempt, &m.RetryCount,
 			&m.CreatedAt, &m.VisibleAt, &m.LeaseUntil)
+		if err != nil {
+			return nil, err
+		}
 		m.Priority = int(prio)
+		m.Headers, err = decodeHeaders(headers)
 		return m, err
 	})
 	if err != nil {
@@ -575,14 +575,8 @@ func (cs *consumer) heartbeatLoop(ctx context.Context) {
 		if len(ids) == 0 {
 			continue
 		}
-		rows, err := c.pool.Query(ctx, c.q.Get(query.ExtendLeases), ids, attempts, cs.lease().Milliseconds())
-		if err != nil {
-			if ctx.Err() == nil {
-				c.log.Warn("pgflow: lease heartbeat failed", "queue", cs.cfg.Queue, "err", err)
-			}
-			continue
-		}
-		kept, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		kept, err := hotCollect(ctx, c, query.HotPathSettings, query.ExtendLeases,
+			[]any{ids, attempts, cs.lease().Milliseconds()}, pgx.RowTo[int64])
 		if err != nil {
 			if ctx.Err() == nil {
 				c.log.Warn("pgflow: lease heartbeat failed", "queue", cs.cfg.Queue, "err", err)
@@ -629,7 +623,7 @@ func (cs *consumer) releaseAll(ctx context.Context) int {
 	if len(ids) == 0 {
 		return 0
 	}
-	tag, err := c.pool.Exec(ctx, c.q.Get(query.ReleaseMessages), ids, attempts)
+	tag, err := c.hotExec(ctx, query.HotPathSettings, query.ReleaseMessages, ids, attempts)
 	if err != nil {
 		c.log.Error("pgflow: releasing messages at stop failed; they return when their lease expires", "queue", cs.cfg.Queue, "err", err, "messages", len(ids))
 		return 0

@@ -43,3 +43,16 @@ func (m *Message) Decode(v any) error {
 // delay. The context is cancelled when the client stops past its deadline or
 // the lease is lost (context.Cause is then ErrLeaseLost).
 type Handler func(ctx context.Context, m *Message) error
+
+// decodeHeaders decodes a headers object read from the database; the empty
+// object, by far the most common, costs nothing.
+func decodeHeaders(raw []byte) (map[string]string, error) {
+	if len(raw) == 0 || string(raw) == "{}" {
+		return nil, nil
+	}
+	var h map[string]string
+	if err := json.Unmarshal(raw, &h); err != nil {
+		return nil, fmt.Errorf("pgflow: decode headers: %w", err)
+	}
+	return h, nil
+}

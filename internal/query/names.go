@@ -17,6 +17,8 @@ const (
 	InsertMessages      = "InsertMessages"
 	InsertMessagesPlain = "InsertMessagesPlain"
 
+	HotPathSettings     = "HotPathSettings"
+	ClaimSettings       = "ClaimSettings"
 	ClaimMessages       = "ClaimMessages"
 	ClaimMessagesAfter  = "ClaimMessagesAfter"
 	AckMessages         = "AckMessages"

@@ -3,9 +3,44 @@
 -- bumped by each claim, so a consumer whose lease was taken over cannot touch
 -- the new delivery.
 
+-- name: HotPathSettings
+-- Sent before each consumer statement (ack, fail, heartbeat, release) in
+-- the same round trip and implicit transaction (a pgx batch; set_config(...,
+-- true) is SET LOCAL as one preparable statement), so it applies when the
+-- server plans the statement that follows.
+-- These statements are prepared, and after five runs PostgreSQL may reuse a
+-- generic plan, made once without the parameter values and kept until the
+-- table's statistics change. Made while the table was empty (or with LIMIT
+-- $2 estimated at a tenth of a large table) that plan is a sequential scan
+-- or a hash join, and a burst that fills the table would pay for it on every
+-- call until autovacuum runs ANALYZE. With those plan shapes priced out the
+-- generic plan is index lookups and nested loops at any size, and being
+-- reusable it saves the planning (~0.2 ms per claim; docs/performance.md).
+-- TestHotPathGenericPlans checks the plans.
+SELECT set_config('enable_seqscan', 'off', true),
+       set_config('enable_bitmapscan', 'off', true),
+       set_config('enable_hashjoin', 'off', true),
+       set_config('enable_mergejoin', 'off', true);
+
+-- name: ClaimSettings
+-- HotPathSettings for claims, which also commit without waiting for their
+-- WAL flush (synchronous_commit off for the claim's own transaction only). A
+-- claim lost in a server crash leaves its messages pending, to be delivered
+-- again: the same at-least-once outcome as a consumer crash, without the
+-- lease wait. Any later synchronous commit (the ack, a retry, the handler's
+-- own transaction) flushes the claim's WAL with its own, so nothing that
+-- follows a delivery can survive without it.
+SELECT set_config('synchronous_commit', 'off', true),
+       set_config('enable_seqscan', 'off', true),
+       set_config('enable_bitmapscan', 'off', true),
+       set_config('enable_hashjoin', 'off', true),
+       set_config('enable_mergejoin', 'off', true);
+
 -- name: ClaimMessages
--- $1 queue, $2 how many, $3 consumer id, $4 lease in ms.
--- Claims nothing while the queue is paused.
+-- $1 queue, $2 how many, $3 consumer id, $4 lease in ms. Run after
+-- ClaimSettings. Claims nothing while the queue is paused. The claimed rows
+-- are updated by id = ANY (ARRAY(...)) rather than a join on the CTE, whose
+-- row count a generic plan cannot know.
 WITH next AS (
     SELECT m.id
     FROM {{schema}}.pgflow_messages m
@@ -22,8 +57,7 @@ SET status = 'processing',
     attempt = m.attempt + 1,
     locked_by = $3,
     locked_until = clock_timestamp() + $4::bigint * interval '1 millisecond'
-FROM next
-WHERE m.id = next.id
+WHERE m.id = ANY (ARRAY(SELECT id FROM next))
 RETURNING m.id, m.payload, m.headers, m.priority, m.attempt, m.retry_count,
           m.created_at, m.visible_at, m.locked_until;
 
@@ -75,8 +109,7 @@ SET status = 'processing',
     attempt = m.attempt + 1,
     locked_by = $3,
     locked_until = clock_timestamp() + $4::bigint * interval '1 millisecond'
-FROM next
-WHERE m.id = next.id
+WHERE m.id = ANY (ARRAY(SELECT id FROM next))
 RETURNING m.id, m.payload, m.headers, m.priority, m.attempt, m.retry_count,
           m.created_at, m.visible_at, m.locked_until;
 
