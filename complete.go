@@ -17,6 +17,10 @@ import (
 // the next message at once.
 
 const (
+	// ackPace is the shortest time between two acknowledgement writes:
+	// under a steady trickle the acks of one pace share a transaction. It
+	// delays when a finished message leaves the table, not the next claim.
+	ackPace      = time.Millisecond
 	maxAckBatch  = 1000
 	maxFailBatch = 500
 	// maxErrorBytes bounds the error text stored per attempt.
@@ -31,7 +35,7 @@ type ackItem struct {
 type ackFlusher = batch.Flusher[ackItem]
 
 func newAckFlusher(c *Client) *ackFlusher {
-	return batch.New("ack", maxAckBatch, c.log, func(ctx context.Context, items []ackItem) error {
+	return batch.NewPaced("ack", maxAckBatch, ackPace, c.log, func(ctx context.Context, items []ackItem) error {
 		ids := make([]int64, len(items))
 		attempts := make([]int32, len(items))
 		for i, it := range items {

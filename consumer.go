@@ -346,6 +346,7 @@ func (cs *consumer) fetchLoop(rs *runState) {
 	retry := backoff.Policy{Base: 50 * time.Millisecond, Max: 5 * time.Second}
 	failures := 0
 	maybeMore := true
+	var lastClaim time.Time
 	for {
 		free := cs.freeSlots()
 		if free <= 0 {
@@ -364,6 +365,12 @@ func (cs *consumer) fetchLoop(rs *runState) {
 				return
 			}
 			poll.Reset(c.cfg.PollInterval)
+			// Messages trickling in: claim at most every claimPace, so
+			// that a claim takes the few that arrived meanwhile instead of
+			// one round trip and one transaction per message.
+			if wait := claimPace - time.Since(lastClaim); wait > 0 && !backoff.Sleep(ctx, wait) {
+				return
+			}
 			free = cs.freeSlots()
 		} else if free < min(cs.cfg.Workers, cs.cfg.MaxBatch) {
 			// A backlog and only some workers free: let the others finish
@@ -377,6 +384,7 @@ func (cs *consumer) fetchLoop(rs *runState) {
 		// lease expired (and count that as a failed attempt). Stop waits at
 		// most one claim instead.
 		claimCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+		lastClaim = time.Now()
 		msgs, err := cs.claim(claimCtx, n)
 		cancel()
 		if err != nil {
@@ -408,6 +416,11 @@ func (cs *consumer) fetchLoop(rs *runState) {
 		maybeMore = len(msgs) == n
 	}
 }
+
+// claimPace is the shortest time between the starts of two claims of a
+// consumer whose last claim found fewer messages than it asked for. After a
+// quiet spell the first claim goes at once.
+const claimPace = time.Millisecond
 
 // claimTimeout bounds one claim statement.
 const claimTimeout = 30 * time.Second

@@ -303,6 +303,7 @@ func newNotifier(c *Client) *notifier {
 	send := func(ctx context.Context, queues []string) error {
 		// One round trip whatever the number of queues.
 		batch := &pgx.Batch{}
+		batch.Queue(c.q.Get(query.NotifySettings))
 		for _, q := range queues {
 			batch.Queue(c.q.Get(query.Notify), c.channel, q)
 		}

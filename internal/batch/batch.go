@@ -1,10 +1,12 @@
 // Package batch groups items produced by many goroutines into batches that
 // one goroutine writes together (group commit).
 //
-// There is no timer: the flusher writes as soon as it has an item, and
-// whatever arrives while a write is in flight forms the next batch. Under
-// light load every item is written at once; under heavy load batches grow
-// by themselves, up to Max.
+// The flusher writes as soon as it has an item, and whatever arrives while a
+// write is in flight forms the next batch. Under light load every item is
+// written at once; under heavy load batches grow by themselves, up to Max.
+// A paced flusher (NewPaced) also starts its writes at least a pace apart,
+// so that a steady trickle, each item arriving while nothing is in flight,
+// still forms batches instead of one transaction per item.
 package batch
 
 import (
@@ -28,6 +30,7 @@ type Flusher[T any] struct {
 	name  string
 	flush FlushFunc[T]
 	max   int
+	pace  time.Duration
 	log   *slog.Logger
 	in    chan T
 	stop  chan struct{}
@@ -42,12 +45,18 @@ type Flusher[T any] struct {
 
 // New starts a flusher. max bounds a batch; the input buffer holds 4×max.
 func New[T any](name string, max int, log *slog.Logger, flush FlushFunc[T]) *Flusher[T] {
-	if max < 1 {
-		max = 1
-	}
+	return NewPaced(name, max, 0, log, flush)
+}
+
+// NewPaced starts a flusher whose writes start at least pace apart: an item
+// that arrives sooner after the last write started waits for the rest of
+// pace (or for a full batch), gathering the items that follow it. An item
+// arriving after a quiet spell longer than pace is written at once.
+func NewPaced[T any](name string, maxItems int, pace time.Duration, log *slog.Logger, flush FlushFunc[T]) *Flusher[T] {
+	maxItems = max(maxItems, 1)
 	f := &Flusher[T]{
-		name: name, flush: flush, max: max, log: log,
-		in:   make(chan T, 4*max),
+		name: name, flush: flush, max: maxItems, pace: max(pace, 0), log: log,
+		in:   make(chan T, 4*maxItems),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
@@ -92,6 +101,7 @@ func (f *Flusher[T]) Stop(ctx context.Context) {
 func (f *Flusher[T]) loop() {
 	defer close(f.done)
 	batch := make([]T, 0, f.max)
+	var lastStart time.Time
 	for {
 		select {
 		case item := <-f.in:
@@ -100,6 +110,14 @@ func (f *Flusher[T]) loop() {
 			f.drain(batch[:0])
 			return
 		}
+		if wait := f.pace - time.Since(lastStart); wait > 0 {
+			var stopped bool
+			if batch, stopped = f.gather(batch, wait); stopped {
+				f.drain(batch)
+				return
+			}
+		}
+		lastStart = time.Now()
 	fill:
 		for len(batch) < f.max {
 			select {
@@ -114,6 +132,24 @@ func (f *Flusher[T]) loop() {
 			return
 		}
 	}
+}
+
+// gather adds arriving items to batch for at most wait or until it is full.
+// It reports whether the flusher was stopped meanwhile.
+func (f *Flusher[T]) gather(batch []T, wait time.Duration) ([]T, bool) {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for len(batch) < f.max {
+		select {
+		case item := <-f.in:
+			batch = append(batch, item)
+		case <-t.C:
+			return batch, false
+		case <-f.stop:
+			return batch, true
+		}
+	}
+	return batch, false
 }
 
 // write flushes one batch, retrying on error. It returns false if the

@@ -96,3 +96,63 @@ func TestStopGivesUpAtDeadline(t *testing.T) {
 		t.Fatal("Stop hung past its deadline")
 	}
 }
+
+// A paced flusher writes the first item after a quiet spell at once and
+// gathers the items that follow within the pace into one write; Stop writes
+// what a pace is still holding.
+func TestPacedFlusherGathersATrickle(t *testing.T) {
+	writes := make(chan []int, 100)
+	f := NewPaced("t", 100, time.Hour, quiet, func(ctx context.Context, items []int) error {
+		writes <- append([]int(nil), items...)
+		return nil
+	})
+	f.Add(1)
+	select {
+	case w := <-writes:
+		if len(w) != 1 || w[0] != 1 {
+			t.Fatalf("first write %v, want [1]", w)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first item after a quiet spell was not written at once")
+	}
+	for i := 2; i <= 5; i++ {
+		f.Add(i)
+	}
+	select {
+	case w := <-writes:
+		t.Fatalf("wrote %v before the pace was over", w)
+	case <-time.After(50 * time.Millisecond):
+	}
+	f.Stop(context.Background())
+	close(writes)
+	var rest []int
+	for w := range writes {
+		rest = append(rest, w...)
+	}
+	if len(rest) != 4 {
+		t.Fatalf("Stop wrote %v, want the 4 gathered items", rest)
+	}
+}
+
+// A full batch does not wait for the pace.
+func TestPacedFlusherWritesAFullBatchAtOnce(t *testing.T) {
+	writes := make(chan int, 100)
+	f := NewPaced("t", 3, time.Hour, quiet, func(ctx context.Context, items []int) error {
+		writes <- len(items)
+		return nil
+	})
+	defer f.Stop(context.Background())
+	for _, want := range []int{1, 3} {
+		for i := range want {
+			f.Add(i)
+		}
+		select {
+		case n := <-writes:
+			if n != want {
+				t.Fatalf("write of %d items, want %d", n, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no write of %d items", want)
+		}
+	}
+}

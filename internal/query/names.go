@@ -9,6 +9,7 @@ const (
 	ListQueueDefinitions = "ListQueueDefinitions"
 	SetQueuePaused       = "SetQueuePaused"
 	Notify               = "Notify"
+	NotifySettings       = "NotifySettings"
 
 	InsertMessage       = "InsertMessage"
 	InsertMessagePlain  = "InsertMessagePlain"

@@ -8,16 +8,18 @@
 -- the same round trip and implicit transaction (a pgx batch; set_config(...,
 -- true) is SET LOCAL as one preparable statement), so it applies when the
 -- server plans the statement that follows.
--- These statements are prepared, and after five runs PostgreSQL may reuse a
--- generic plan, made once without the parameter values and kept until the
--- table's statistics change. Made while the table was empty (or with LIMIT
--- $2 estimated at a tenth of a large table) that plan is a sequential scan
--- or a hash join, and a burst that fills the table would pay for it on every
--- call until autovacuum runs ANALYZE. With those plan shapes priced out the
--- generic plan is index lookups and nested loops at any size, and being
--- reusable it saves the planning (~0.2 ms per claim; docs/performance.md).
--- TestHotPathGenericPlans checks the plans.
-SELECT set_config('enable_seqscan', 'off', true),
+-- These statements are prepared. Left to itself PostgreSQL plans each run
+-- for its parameters five times, then either keeps planning (~0.2 ms per
+-- claim, a tenth of the server's CPU in a drain; docs/performance.md) or
+-- reuses a generic plan made once without the parameter values, kept until
+-- the table's statistics change. Made while the table was empty (or with
+-- LIMIT $2 estimated at a tenth of a large table) that plan is a sequential
+-- scan or a hash join, and a burst that fills the table would pay for it on
+-- every call until autovacuum runs ANALYZE. So the generic plan is always
+-- used, and made with those plan shapes priced out: index lookups and nested
+-- loops at any table size. TestHotPathGenericPlans checks the plans.
+SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
+       set_config('enable_seqscan', 'off', true),
        set_config('enable_bitmapscan', 'off', true),
        set_config('enable_hashjoin', 'off', true),
        set_config('enable_mergejoin', 'off', true);
@@ -31,6 +33,7 @@ SELECT set_config('enable_seqscan', 'off', true),
 -- own transaction) flushes the claim's WAL with its own, so nothing that
 -- follows a delivery can survive without it.
 SELECT set_config('synchronous_commit', 'off', true),
+       set_config('plan_cache_mode', 'force_generic_plan', true),
        set_config('enable_seqscan', 'off', true),
        set_config('enable_bitmapscan', 'off', true),
        set_config('enable_hashjoin', 'off', true),
