@@ -347,6 +347,7 @@ func (cs *consumer) fetchLoop(rs *runState) {
 	failures := 0
 	maybeMore := true
 	var lastClaim time.Time
+	lastFound := 0
 	for {
 		free := cs.freeSlots()
 		if free <= 0 {
@@ -367,8 +368,11 @@ func (cs *consumer) fetchLoop(rs *runState) {
 			poll.Reset(c.cfg.PollInterval)
 			// Messages trickling in: claim at most every claimPace, so
 			// that a claim takes the few that arrived meanwhile instead of
-			// one round trip and one transaction per message.
-			if wait := claimPace - time.Since(lastClaim); wait > 0 && !backoff.Sleep(ctx, wait) {
+			// one round trip and one transaction per message. Not after a
+			// claim that found nothing: a message arriving after a quiet
+			// spell (or after the extra wake-up every publish in this
+			// process causes, in-process and by NOTIFY) goes at once.
+			if wait := claimPace - time.Since(lastClaim); wait > 0 && lastFound > 0 && !backoff.Sleep(ctx, wait) {
 				return
 			}
 			free = cs.freeSlots()
@@ -401,6 +405,7 @@ func (cs *consumer) fetchLoop(rs *runState) {
 			continue
 		}
 		failures = 0
+		lastFound = len(msgs)
 		for _, m := range msgs {
 			dctx, cancel := context.WithCancelCause(rs.handlerCtx)
 			d := &delivery{msg: m, ctx: dctx, cancel: cancel}

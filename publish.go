@@ -17,13 +17,32 @@ import (
 // durable when Publish returns. payload is marshalled with encoding/json,
 // except []byte and json.RawMessage, which must already hold JSON.
 func (c *Client) Publish(ctx context.Context, queue string, payload any, opts ...PublishOption) (int64, error) {
-	id, headers, err := c.publishOne(ctx, c.pool, false, queue, payload, opts)
+	mode := notifyIfDue
+	if c.notifier == nil {
+		mode = notifyNone
+	}
+	id, headers, notified, err := c.publishOne(ctx, c.pool, mode, queue, payload, opts)
 	c.afterPublish(queue, id, headers, err)
-	if err == nil {
+	switch {
+	case err == nil && notified:
+		c.wakeLocal(queue)
+	case err == nil:
 		c.wakeQueue(queue)
+	case notified:
+		// The notification this publish took covered earlier publishes.
+		c.notifier.Signal(queue)
 	}
 	return id, err
 }
+
+// notifyMode says how a single publish announces itself to other processes.
+type notifyMode int
+
+const (
+	notifyNone  notifyMode = iota // no NOTIFY in the statement
+	notifyInTx                    // always, at the commit of the caller's transaction (PublishTx)
+	notifyIfDue                   // in the statement when the debounced notification is due and no dedup key is set (Publish)
+)
 
 // PublishTx writes one message in the caller's transaction: it becomes
 // visible to consumers when tx commits and vanishes if tx rolls back.
@@ -32,26 +51,42 @@ func (c *Client) PublishTx(ctx context.Context, tx pgx.Tx, queue string, payload
 	if tx == nil {
 		return 0, fmt.Errorf("%w: nil transaction", ErrInvalidConfig)
 	}
-	id, headers, err := c.publishOne(ctx, tx, !c.cfg.PollOnly, queue, payload, opts)
+	mode := notifyInTx
+	if c.cfg.PollOnly {
+		mode = notifyNone
+	}
+	id, headers, _, err := c.publishOne(ctx, tx, mode, queue, payload, opts)
 	c.afterPublish(queue, id, headers, err)
 	return id, err
 }
 
-func (c *Client) publishOne(ctx context.Context, db queryer, notifyInTx bool, queue string, payload any, opts []PublishOption) (int64, map[string]string, error) {
-	o, headers, err := buildOptions(opts)
+// publishOne writes one message. notified reports whether its statement
+// carried a NOTIFY.
+func (c *Client) publishOne(ctx context.Context, db queryer, mode notifyMode, queue string, payload any, opts []PublishOption) (id int64, headers map[string]string, notified bool, err error) {
+	o, rawHeaders, err := buildOptions(opts)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, false, err
 	}
 	if err := ValidateQueueName(queue); err != nil {
-		return 0, nil, err
+		return 0, nil, false, err
 	}
 	body, err := encodePayload(payload, c.cfg.MaxPayloadBytes)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, false, err
 	}
 	if err := c.ensureQueue(ctx, queue); err != nil {
-		return 0, nil, err
+		return 0, nil, false, err
 	}
+	notified = mode == notifyInTx || (mode == notifyIfDue && o.dedupKey == nil && c.notifier.TakeInline(queue))
+	id, err = c.insertOne(ctx, db, notified, queue, body, rawHeaders, o)
+	if err != nil {
+		return 0, nil, notified, err
+	}
+	return id, o.headers, notified, nil
+}
+
+// insertOne runs the insert statement publishOne chose.
+func (c *Client) insertOne(ctx context.Context, db queryer, notify bool, queue string, body, headers []byte, o publishOptions) (int64, error) {
 	var prio, visibleAt, dedup any
 	if o.priority != nil {
 		prio = int16(*o.priority)
@@ -63,14 +98,16 @@ func (c *Client) publishOne(ctx context.Context, db queryer, notifyInTx bool, qu
 		dedup = *o.dedupKey
 	}
 	args := []any{queue, string(body), string(headers), prio, o.delay.Microseconds(), visibleAt, dedup}
-	stmt := c.q.Get(query.InsertMessage)
-	if o.dedupKey == nil && !notifyInTx {
-		args = args[:6]
-		stmt = c.q.Get(query.InsertMessagePlain)
-	}
-	if notifyInTx {
-		stmt = c.q.Get(query.InsertMessageNotify)
-		args = append(args, c.channel)
+	var stmt string
+	switch {
+	case o.dedupKey == nil && notify:
+		stmt, args = c.q.Get(query.InsertMessagePlainNotify), append(args[:6], c.channel)
+	case o.dedupKey == nil:
+		stmt, args = c.q.Get(query.InsertMessagePlain), args[:6]
+	case notify:
+		stmt, args = c.q.Get(query.InsertMessageNotify), append(args, c.channel)
+	default:
+		stmt = c.q.Get(query.InsertMessage)
 	}
 	// A dedup hit returns no row; the holder of the key may be acked between
 	// our insert and our lookup, so try a few times.
@@ -78,20 +115,20 @@ func (c *Client) publishOne(ctx context.Context, db queryer, notifyInTx bool, qu
 		var id int64
 		err := db.QueryRow(ctx, stmt, args...).Scan(&id)
 		if err == nil {
-			return id, o.headers, nil
+			return id, nil
 		}
 		if !errors.Is(err, pgx.ErrNoRows) || o.dedupKey == nil {
-			return 0, nil, fmt.Errorf("pgflow: publish to %s: %w", queue, err)
+			return 0, fmt.Errorf("pgflow: publish to %s: %w", queue, err)
 		}
 		err = db.QueryRow(ctx, c.q.Get(query.FindByDedupKey), queue, *o.dedupKey).Scan(&id)
 		if err == nil {
-			return id, o.headers, nil
+			return id, nil
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
-			return 0, nil, fmt.Errorf("pgflow: publish to %s: dedup lookup: %w", queue, err)
+			return 0, fmt.Errorf("pgflow: publish to %s: dedup lookup: %w", queue, err)
 		}
 	}
-	return 0, nil, fmt.Errorf("pgflow: publish to %s: dedup key %q kept changing hands; try again", queue, *o.dedupKey)
+	return 0, fmt.Errorf("pgflow: publish to %s: dedup key %q kept changing hands; try again", queue, *o.dedupKey)
 }
 
 // queryer is what both *pgxpool.Pool and pgx.Tx offer.

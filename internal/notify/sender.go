@@ -19,8 +19,9 @@ type Sender struct {
 	debounce time.Duration
 	log      *slog.Logger
 
-	mu      sync.Mutex
-	pending map[string]struct{}
+	mu       sync.Mutex
+	pending  map[string]struct{}
+	lastSent time.Time // the last NOTIFY sent or handed to a publish (TakeInline)
 	wake    chan struct{}
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -52,18 +53,41 @@ func (s *Sender) Signal(queue string) {
 	}
 }
 
+// TakeInline reports whether a publish to queue that is about to be sent
+// should carry the notification itself (pg_notify in its own transaction,
+// delivered at its commit) because none was sent for a debounce interval.
+// It then counts as the interval's notification and covers the queue's
+// pending signals, all from publishes that committed before it. A publish
+// that took the notification and then failed must Signal.
+//
+// Under a steady stream of publishes this replaces the sender's own NOTIFY
+// transactions, each of which costs a transaction id and a commit.
+func (s *Sender) TakeInline(queue string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if now.Sub(s.lastSent) < s.debounce {
+		return false
+	}
+	s.lastSent = now
+	delete(s.pending, queue)
+	return true
+}
+
 // Stop sends what is pending, then ends the goroutine.
 func (s *Sender) Stop() {
 	s.cancel()
 	<-s.done
 }
 
+// take empties pending; it records the send, if there is one to make.
 func (s *Sender) take() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.pending) == 0 {
 		return nil
 	}
+	s.lastSent = time.Now()
 	out := make([]string, 0, len(s.pending))
 	for q := range s.pending {
 		out = append(out, q)
@@ -76,7 +100,6 @@ func (s *Sender) loop() {
 	defer close(s.done)
 	retry := backoff.Policy{Base: 10 * time.Millisecond, Max: time.Second}
 	failures := 0
-	var last time.Time
 	for {
 		select {
 		case <-s.wake:
@@ -84,7 +107,17 @@ func (s *Sender) loop() {
 			s.flush(context.Background(), 2*time.Second)
 			return
 		}
-		if wait := s.debounce - time.Since(last); wait > 0 {
+		// Right after a notification, wait out its interval and one more:
+		// a publish starting in that time can carry the next notification
+		// (TakeInline), and then there is nothing left to send.
+		s.mu.Lock()
+		last := s.lastSent
+		s.mu.Unlock()
+		wait := s.debounce - time.Since(last)
+		if wait > 0 {
+			wait += s.debounce
+		}
+		if wait > 0 {
 			t := time.NewTimer(wait)
 			select {
 			case <-t.C:
@@ -94,7 +127,6 @@ func (s *Sender) loop() {
 				return
 			}
 		}
-		last = time.Now()
 		queues := s.take()
 		if len(queues) == 0 {
 			continue

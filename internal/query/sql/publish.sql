@@ -26,6 +26,20 @@ VALUES (
     coalesce($6::timestamptz, now() + $5::bigint * interval '1 microsecond'))
 RETURNING id;
 
+-- name: InsertMessagePlainNotify
+-- InsertMessagePlain plus a NOTIFY on channel $7, delivered at commit: a
+-- Publish carries the debounced notification itself when one is due
+-- (notify.Sender.TakeInline), saving the sender a transaction of its own.
+WITH ins AS (
+    INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at)
+    VALUES (
+        $1, $2::text::jsonb, $3::text::jsonb,
+        coalesce($4::smallint, (SELECT q.priority FROM {{schema}}.pgflow_queues q WHERE q.queue_name = $1), 0),
+        coalesce($6::timestamptz, now() + $5::bigint * interval '1 microsecond'))
+    RETURNING id
+)
+SELECT ins.id FROM ins, pg_notify($7, $1) AS n;
+
 -- name: InsertMessageNotify
 -- InsertMessage plus a NOTIFY on channel $8 that is delivered when the
 -- caller's transaction commits (used by PublishTx).
