@@ -22,10 +22,10 @@ type Sender struct {
 	mu       sync.Mutex
 	pending  map[string]struct{}
 	lastSent time.Time // the last NOTIFY sent or handed to a publish (TakeInline)
-	wake    chan struct{}
-	ctx     context.Context
-	cancel  context.CancelFunc
-	done    chan struct{}
+	wake     chan struct{}
+	ctx      context.Context
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // NewSender starts a sender.
