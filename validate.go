@@ -36,6 +36,7 @@ const (
 // must already be JSON; anything else is marshalled with encoding/json.
 func encodePayload(payload any, limit int) ([]byte, error) {
 	var raw []byte
+	marshalled := false
 	switch p := payload.(type) {
 	case nil:
 		return nil, inputErr(ErrInvalidPayload, "payload", "", "is nil; publish a JSON value")
@@ -48,12 +49,13 @@ func encodePayload(payload any, limit int) ([]byte, error) {
 		if err != nil {
 			return nil, inputErr(ErrInvalidPayload, "payload", "", "cannot be encoded as JSON: %v", err)
 		}
-		raw = b
+		raw, marshalled = b, true
 	}
 	if limit > 0 && len(raw) > limit {
 		return nil, inputErr(ErrPayloadTooLarge, "payload", "", "is %d bytes, over the limit of %d", len(raw), limit)
 	}
-	if !json.Valid(raw) {
+	// json.Marshal's output is valid JSON (it checks what Marshalers return).
+	if !marshalled && !json.Valid(raw) {
 		return nil, inputErr(ErrInvalidPayload, "payload", string(raw), "is not valid JSON")
 	}
 	return raw, nil

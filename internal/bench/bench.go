@@ -368,6 +368,11 @@ func parseSeq(p []byte) (int64, bool) {
 	return n, err == nil
 }
 
+// message is what the workloads publish: a struct that pgflow marshals, as
+// the River harness hands River its job args.
+func message(seq int64) payload { return payload{Seq: seq, Pad: pad} }
+
+// body is message's JSON.
 func body(seq int64) json.RawMessage {
 	b, _ := json.Marshal(payload{Seq: seq, Pad: pad})
 	return b

@@ -32,7 +32,7 @@ func (r *Runner) runW1(ctx context.Context, rep, w int) (map[string]any, error) 
 		end := min(i+r.cfg.Batch, r.cfg.N)
 		msgs := make([]pgflow.Outgoing, 0, end-i)
 		for s := i; s < end; s++ {
-			msgs = append(msgs, pgflow.Outgoing{Queue: Queue, Payload: body(int64(s))})
+			msgs = append(msgs, pgflow.Outgoing{Queue: Queue, Payload: message(int64(s))})
 		}
 		if _, err := pub.PublishBatch(ctx, msgs); err != nil {
 			return nil, err
@@ -134,7 +134,7 @@ func (r *Runner) runW2(ctx context.Context, rep int) (map[string]any, error) {
 		go func() {
 			defer wg.Done()
 			for !stop.Load() {
-				b := body(seq.Add(1))
+				b := message(seq.Add(1))
 				ts := time.Now()
 				if _, err := pub.Publish(ctx, Queue, b); err != nil {
 					errs.Add(1)
@@ -221,7 +221,7 @@ func (r *Runner) runW3(ctx context.Context, rep int) (map[string]any, error) {
 		go func() {
 			defer wg.Done()
 			for s := range ch {
-				b := body(s)
+				b := message(s)
 				t := rec.now()
 				if s == tailFrom {
 					sentAtTail.Store(t)
@@ -317,7 +317,7 @@ func (r *Runner) runW4(ctx context.Context, rep int) (map[string]any, error) {
 		go func() {
 			defer wg.Done()
 			for !stop.Load() {
-				if _, err := pub.Publish(ctx, Queue, body(seq.Add(1))); err != nil {
+				if _, err := pub.Publish(ctx, Queue, message(seq.Add(1))); err != nil {
 					errs.Add(1)
 					continue
 				}
@@ -431,7 +431,7 @@ func (r *Runner) runW5(ctx context.Context, rep int) (map[string]any, error) {
 		go func() {
 			defer wg.Done()
 			for s := range ch {
-				b := body(s)
+				b := message(s)
 				t := rec.now()
 				rec.sent.set(s, t)
 				due := startNs.Load() + (s+1)*int64(time.Second)/int64(r.cfg.W5Rate)
