@@ -21,5 +21,7 @@
 // Delivery is at least once: a handler may see a message again after a crash,
 // so handlers should be idempotent, or acknowledge inside their own
 // transaction with AckTx so their writes and the acknowledgement commit
-// together.
+// together. (Claims commit without waiting for their WAL flush: a claim lost
+// in a server crash only makes its messages available again at once. Acks,
+// retries and publishes wait for theirs.)
 package pgflow

@@ -77,6 +77,7 @@ func TestHotPathGenericPlans(t *testing.T) {
 				t.Fatal(err)
 			}
 			text := strings.Join(plan, "\n")
+			t.Logf("%s, generic plan of %s:\n%s", state, s.name, text)
 			for _, bad := range []string{"Seq Scan on pgflow_messages", "Bitmap Heap Scan on pgflow_messages", "Hash Join", "Merge Join"} {
 				if strings.Contains(text, bad) {
 					t.Errorf("%s, generic plan with %s: %s\n%s", state, s.name, bad, text)
