@@ -109,20 +109,17 @@ func (s *Sender) loop() {
 		}
 		// Right after a notification, wait out its interval and one more:
 		// a publish starting in that time can carry the next notification
-		// (TakeInline), and then there is nothing left to send.
-		s.mu.Lock()
-		last := s.lastSent
-		s.mu.Unlock()
-		wait := s.debounce - time.Since(last)
-		if wait > 0 {
-			wait += s.debounce
-		}
-		if wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-s.ctx.Done():
-				t.Stop()
+		// (TakeInline) and cover what is pending. Under a steady stream of
+		// publishes that keeps happening, and the sender sends nothing.
+		for {
+			s.mu.Lock()
+			last := s.lastSent
+			s.mu.Unlock()
+			wait := s.debounce - time.Since(last)
+			if wait <= 0 {
+				break
+			}
+			if !backoff.Sleep(s.ctx, wait+s.debounce) {
 				s.flush(context.Background(), 2*time.Second)
 				return
 			}
