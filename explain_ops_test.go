@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgflow-go/pgflow/internal/query"
-	"github.com/pgflow-go/pgflow/pgflowtest"
 )
 
 // TestExplainOpsQueries fills pgflow_messages and pgflow_dlq with
@@ -25,13 +24,8 @@ func TestExplainOpsQueries(t *testing.T) {
 	if n <= 0 {
 		t.Skip("set PGFLOW_EXPLAIN_ROWS to run")
 	}
-	db := pgflowtest.New(t, pgflowtest.Options{MaxConns: 2})
+	c, db := newPlanClient(t)
 	ctx := context.Background()
-	c, err := New(db.Pool, Config{Schema: db.Schema, DisableStatsCounters: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx) //nolint:errcheck
 	start := time.Now()
 	// 10 queues; q0 holds 60 %, the rest share 40 %. 2 % in flight, 10 %
 	// delayed, 5 % retrying with an error, priorities 0/5/10.

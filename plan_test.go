@@ -18,13 +18,8 @@ import (
 // generic plan must still reach every row through an index, whether it was
 // made while the table was empty or while it held a backlog.
 func TestHotPathGenericPlans(t *testing.T) {
-	db := pgflowtest.New(t, pgflowtest.Options{MaxConns: 2})
+	c, db := newPlanClient(t)
 	ctx := context.Background()
-	c, err := New(db.Pool, Config{Schema: db.Schema, DisableStatsCounters: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx) //nolint:errcheck
 
 	stmts := []struct {
 		settings, name, args string
@@ -102,4 +97,17 @@ func TestHotPathGenericPlans(t *testing.T) {
 		FROM generate_series(1, 60000) i`)
 	db.Exec(t, `ANALYZE pgflow_messages`)
 	check(fmt.Sprintf("60,000 rows analyzed (%s)", time.Now().Format(time.TimeOnly)))
+}
+
+// newPlanClient returns a client on a schema of its own (two connections,
+// no stats counters), for tests that look at plans; closed when t ends.
+func newPlanClient(t *testing.T) (*Client, *pgflowtest.DB) {
+	t.Helper()
+	db := pgflowtest.New(t, pgflowtest.Options{MaxConns: 2})
+	c, err := New(db.Pool, Config{Schema: db.Schema, DisableStatsCounters: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c, db
 }
