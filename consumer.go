@@ -423,8 +423,9 @@ func (cs *consumer) fetchLoop(rs *runState) {
 }
 
 // claimPace is the shortest time between the starts of two claims of a
-// consumer whose last claim found fewer messages than it asked for. After a
-// quiet spell the first claim goes at once.
+// consumer whose last claim found some messages, but fewer than it asked
+// for. After a quiet spell, or a claim that found nothing, the next claim
+// goes at once.
 const claimPace = time.Millisecond
 
 // claimTimeout bounds one claim statement.
