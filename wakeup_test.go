@@ -2,6 +2,7 @@ package pgflow_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,6 +79,50 @@ func TestNotifyWakesConsumerInAnotherProcess(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("consumer not woken by PublishTx's NOTIFY")
+	}
+}
+
+// A burst of concurrent publishes, most of them inside one debounce
+// interval, then silence: some publishes carry the notification, the others
+// rely on one sent after them (notify.Sender.TakeInline). A consumer that
+// only NOTIFY can wake must still get every message.
+func TestBurstOfPublishesAllReachAConsumerInAnotherProcess(t *testing.T) {
+	t.Parallel()
+	db := pgflowtest.New(t)
+	ctx := context.Background()
+	publisher := newClient(t, db, pgflow.Config{})
+	if err := publisher.DeclareQueue(ctx, pgflow.QueueConfig{Name: "burst"}); err != nil {
+		t.Fatal(err)
+	}
+	got := consumeOne(t, db, pgflow.Config{PollInterval: time.Hour}, "burst")
+	time.Sleep(100 * time.Millisecond)
+	const goroutines, each = 8, 25
+	for round := range 3 {
+		var wg sync.WaitGroup
+		for g := range goroutines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range each {
+					if _, err := publisher.Publish(ctx, "burst", []int{round, g, i}); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		seen := map[int64]bool{}
+		for len(seen) < goroutines*each {
+			select {
+			case id := <-got:
+				seen[id] = true
+			case <-time.After(30 * time.Second):
+				t.Fatalf("round %d: %d of %d messages handled; the rest were never announced", round, len(seen), goroutines*each)
+			}
+		}
+		// Silence, so the next round starts after a quiet spell.
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
