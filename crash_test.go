@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -109,27 +110,27 @@ func TestConsumerProcessKilled(t *testing.T) {
 	}
 }
 
-// TestConsumerSurvivesServerRestart stops and restarts a throwaway cluster
-// under a running consumer (never the shared server).
-func TestConsumerSurvivesServerRestart(t *testing.T) {
+// throwawayClient starts a throwaway cluster (never the shared server), a
+// migrated database on it and a client; all removed when t ends.
+func throwawayClient(t *testing.T) (*pgcluster.Cluster, *pgxpool.Pool, *pgflow.Client) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a PostgreSQL cluster")
 	}
 	if !pgcluster.Available() {
 		t.Skip("PostgreSQL server binaries not installed")
 	}
-	t.Parallel()
 	ctx := context.Background()
 	cl, err := pgcluster.Start(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Remove()
+	t.Cleanup(cl.Remove)
 	pool, err := pgxpool.New(ctx, cl.URL("postgres"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pool.Close()
+	t.Cleanup(pool.Close)
 	if _, err := migrate.Up(ctx, pool, "public"); err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +138,76 @@ func TestConsumerSurvivesServerRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close(context.Background())
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return cl, pool, c
+}
+
+// Claims commit without waiting for their WAL flush. The server crashes
+// (immediate stop) right after a claim while its handler runs: whether the
+// claim survived or not, the message must be handled and acknowledged once
+// the server is back, and never dead-lettered.
+func TestMessageClaimedJustBeforeAServerCrashIsStillHandled(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cl, pool, c := throwawayClient(t)
+	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "crash", MaxRetries: 5, RetryDelay: 10 * time.Millisecond,
+		MaxRetryDelay: 50 * time.Millisecond, LeaseTimeout: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{}, 8)
+	release := make(chan struct{})
+	var finished atomic.Int32
+	if err := c.Consume(pgflow.ConsumerConfig{Queue: "crash", Workers: 2, Handler: func(ctx context.Context, m *pgflow.Message) error {
+		started <- struct{}{}
+		if m.Attempt == 1 {
+			select { // the first delivery outlives the crash
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+		finished.Add(1)
+		return nil
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Publish(ctx, "crash", 1); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	if err := cl.Crash(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var status string
+	var attempt int
+	if err := pool.QueryRow(ctx, `SELECT status, attempt FROM pgflow_messages`).Scan(&status, &attempt); err == nil {
+		t.Logf("after the crash the message is %s, attempt %d (pending, attempt 0: the claim was lost)", status, attempt)
+	}
+	close(release)
+	waitFor(t, "the message acknowledged after the crash", func() bool {
+		var live, dead int
+		err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM pgflow_messages), (SELECT count(*) FROM pgflow_dlq)`).Scan(&live, &dead)
+		if err == nil && dead != 0 {
+			t.Fatalf("%d messages dead-lettered", dead)
+		}
+		return err == nil && live == 0
+	})
+	if finished.Load() < 1 {
+		t.Fatal("no handler finished")
+	}
+}
+
+// TestConsumerSurvivesServerRestart stops and restarts a throwaway cluster
+// under a running consumer (never the shared server).
+func TestConsumerSurvivesServerRestart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cl, pool, c := throwawayClient(t)
 	handled := countingConsumer(t, c, "restart", 1)
 	if _, err := c.Publish(ctx, "restart", 1); err != nil {
 		t.Fatal(err)

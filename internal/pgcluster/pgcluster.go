@@ -107,6 +107,13 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	return c.run(ctx, "pg_ctl", "-D", c.data(), "-m", "fast", "-w", "-t", "60", "stop")
 }
 
+// Crash stops the server the way a power cut would stop its processes
+// ("immediate": no checkpoint, and WAL still in shared memory, such as that
+// of transactions committed without waiting for a flush, is lost).
+func (c *Cluster) Crash(ctx context.Context) error {
+	return c.run(ctx, "pg_ctl", "-D", c.data(), "-m", "immediate", "-w", "-t", "60", "stop")
+}
+
 // Remove stops the server if it runs and deletes the directory.
 func (c *Cluster) Remove() {
 	if _, err := os.Stat(filepath.Join(c.data(), "postmaster.pid")); err == nil {
