@@ -33,19 +33,28 @@ func consumeOne(t *testing.T, db *pgflowtest.DB, cfg pgflow.Config, queue string
 	return got
 }
 
+// notifyOnly declares queue on a fresh schema and returns a publishing
+// client and the ids handled by a consumer on a pool of its own that polls
+// once an hour: only a NOTIFY can wake it.
+func notifyOnly(t *testing.T, queue string) (*pgflow.Client, *pgflowtest.DB, <-chan int64) {
+	t.Helper()
+	db := pgflowtest.New(t)
+	publisher := newClient(t, db, pgflow.Config{})
+	if err := publisher.DeclareQueue(context.Background(), pgflow.QueueConfig{Name: queue}); err != nil {
+		t.Fatal(err)
+	}
+	got := consumeOne(t, db, pgflow.Config{PollInterval: time.Hour}, queue)
+	// The consumer claims once at start and finds nothing; then it sleeps.
+	time.Sleep(100 * time.Millisecond)
+	return publisher, db, got
+}
+
 // With polling effectively off, only a NOTIFY from the publishing process
 // can wake the consumer.
 func TestNotifyWakesConsumerInAnotherProcess(t *testing.T) {
 	t.Parallel()
-	db := pgflowtest.New(t)
 	ctx := context.Background()
-	publisher := newClient(t, db, pgflow.Config{})
-	if err := publisher.DeclareQueue(ctx, pgflow.QueueConfig{Name: "wake"}); err != nil {
-		t.Fatal(err)
-	}
-	got := consumeOne(t, db, pgflow.Config{PollInterval: time.Hour}, "wake")
-	// The consumer claims once at start and finds nothing; then it sleeps.
-	time.Sleep(100 * time.Millisecond)
+	publisher, db, got := notifyOnly(t, "wake")
 	for i := range 3 {
 		id, err := publisher.Publish(ctx, "wake", i)
 		if err != nil {
@@ -88,14 +97,8 @@ func TestNotifyWakesConsumerInAnotherProcess(t *testing.T) {
 // only NOTIFY can wake must still get every message.
 func TestBurstOfPublishesAllReachAConsumerInAnotherProcess(t *testing.T) {
 	t.Parallel()
-	db := pgflowtest.New(t)
 	ctx := context.Background()
-	publisher := newClient(t, db, pgflow.Config{})
-	if err := publisher.DeclareQueue(ctx, pgflow.QueueConfig{Name: "burst"}); err != nil {
-		t.Fatal(err)
-	}
-	got := consumeOne(t, db, pgflow.Config{PollInterval: time.Hour}, "burst")
-	time.Sleep(100 * time.Millisecond)
+	publisher, _, got := notifyOnly(t, "burst")
 	const goroutines, each = 8, 25
 	for round := range 3 {
 		var wg sync.WaitGroup
