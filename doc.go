@@ -22,6 +22,7 @@
 // so handlers should be idempotent, or acknowledge inside their own
 // transaction with AckTx so their writes and the acknowledgement commit
 // together. (Claims commit without waiting for their WAL flush: a claim lost
-// in a server crash only makes its messages available again at once. Acks,
-// retries and publishes wait for theirs.)
+// in a database server crash makes its messages available again at once, and
+// a handler still running that lost delivery may then acknowledge or fail
+// the next one. Acks, retries and publishes wait for their flush.)
 package pgflow

@@ -1,10 +1,10 @@
 -- pgflow schema, version 3: no CHECK constraint on pgflow_messages.status.
 --
 -- PostgreSQL prepares a table's CHECK expressions once per statement that
--- writes it, so for single-message publishes (one INSERT per transaction)
--- the check on status cost more than the rest of the row's validation:
--- pgflow's publish statement ran at 11,023-11,296 tps with it and
--- 11,985-12,393 without (pgbench -M prepared -c 8, docs/performance.md).
+-- writes it, which single-message publishes (one INSERT per transaction) pay
+-- every time: pgflow's publish statement ran at 11,023-11,296 tps with the
+-- check and 11,985-12,393 without (pgbench -M prepared -c 8, alternating;
+-- docs/performance.md).
 -- status is written only by pgflow's own statements ('pending' on insert,
 -- 'processing' by a claim, 'pending' again by a retry, a release or the lease
 -- rescuer); a row written by hand with any other value is in neither partial

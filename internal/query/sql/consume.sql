@@ -29,9 +29,13 @@ SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
 -- WAL flush (synchronous_commit off for the claim's own transaction only). A
 -- claim lost in a server crash leaves its messages pending, to be delivered
 -- again: the same at-least-once outcome as a consumer crash, without the
--- lease wait. Any later synchronous commit (the ack, a retry, the handler's
--- own transaction) flushes the claim's WAL with its own, so nothing that
--- follows a delivery can survive without it.
+-- lease wait (TestMessageClaimedJustBeforeAServerCrashIsStillHandled). Any
+-- later synchronous commit (the ack, a retry, the handler's own transaction)
+-- flushes the claim's WAL with its own, so nothing that follows a delivery
+-- can survive without it. One consequence: the next claim of such a message
+-- reuses the lost claim's attempt number, so a consumer that outlived the
+-- crash still running the lost delivery can acknowledge or fail the new one
+-- (a duplicate run, or a failure counted against it; never a lost message).
 SELECT set_config('synchronous_commit', 'off', true),
        set_config('plan_cache_mode', 'force_generic_plan', true),
        set_config('enable_seqscan', 'off', true),

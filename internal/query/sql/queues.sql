@@ -43,8 +43,8 @@ SELECT pg_notify($1, $2);
 -- Sent before the debounced NOTIFYs of the publishing side (notify.Sender),
 -- in the same implicit transaction. NOTIFY gives its transaction an xid, so
 -- it commits like a write and, by default, waits for a WAL flush of its own:
--- one per debounce interval, competing with the publishes' flushes (W2 lost
--- 13 % to them). A notification need not survive a crash (listeners wake
+-- one per debounce interval, competing with the publishes' flushes (W2 ran
+-- 9,172 publishes/s with them, 10,363 with NOTIFY effectively off). A notification need not survive a crash (listeners wake
 -- every consumer when they reconnect), and it is sent only after the
 -- messages it announces committed, so its transaction commits without
 -- waiting.
