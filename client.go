@@ -273,7 +273,12 @@ func (c *Client) Queue(ctx context.Context, name string) (QueueInfo, error) {
 	if err := ValidateQueueName(name); err != nil {
 		return QueueInfo{}, err
 	}
-	rows, err := c.pool.Query(ctx, c.q.Get(query.GetQueue), name)
+	return c.queueOn(ctx, c.pool, name)
+}
+
+// queueOn reads the queue's stored settings on db.
+func (c *Client) queueOn(ctx context.Context, db queryer, name string) (QueueInfo, error) {
+	rows, err := db.Query(ctx, c.q.Get(query.GetQueue), name)
 	if err != nil {
 		return QueueInfo{}, fmt.Errorf("pgflow: read queue %s: %w", name, err)
 	}
@@ -297,9 +302,13 @@ func scanQueueInfo(row pgx.CollectableRow) (QueueInfo, error) {
 	return qi, err
 }
 
-// ensureQueue makes sure the queue exists (creating it unless StrictQueues).
-// Known queues cost nothing.
-func (c *Client) ensureQueue(ctx context.Context, name string) error {
+// ensureQueue makes sure the queue exists (creating it unless StrictQueues),
+// running its statement on db: the caller's transaction when there is one,
+// so that no call ever holds a pooled connection while it waits for another
+// from the same pool. Known queues cost nothing. A queue created inside a
+// transaction is not remembered as known, since the transaction may still
+// roll back; the next publish finds it committed and remembers it then.
+func (c *Client) ensureQueue(ctx context.Context, db queryer, name string) error {
 	if _, ok := c.known.Load(name); ok {
 		return nil
 	}
@@ -307,12 +316,28 @@ func (c *Client) ensureQueue(ctx context.Context, name string) error {
 		return err
 	}
 	if c.cfg.StrictQueues {
-		if _, err := c.Queue(ctx, name); err != nil {
+		if _, err := c.queueOn(ctx, db, name); err != nil {
 			return err
 		}
-	} else if _, err := c.pool.Exec(ctx, c.q.Get(query.EnsureQueue), name); err != nil {
+		c.known.Store(name, struct{}{})
+		return nil
+	}
+	rows, err := db.Query(ctx, c.q.Get(query.EnsureQueue), name)
+	if err != nil {
 		return fmt.Errorf("pgflow: create queue %s: %w", name, err)
 	}
-	c.known.Store(name, struct{}{})
+	created, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("pgflow: create queue %s: %w", name, err)
+	}
+	if len(created) == 0 || !isTx(db) {
+		c.known.Store(name, struct{}{})
+	}
 	return nil
+}
+
+// isTx reports whether db is a transaction (whose writes may roll back).
+func isTx(db queryer) bool {
+	_, ok := db.(pgx.Tx)
+	return ok
 }

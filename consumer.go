@@ -112,7 +112,7 @@ func (c *Client) Start(ctx context.Context) error {
 			if err := c.DeclareQueue(ctx, *cs.cfg.Declare); err != nil {
 				return err
 			}
-		} else if err := c.ensureQueue(ctx, cs.cfg.Queue); err != nil {
+		} else if err := c.ensureQueue(ctx, c.pool, cs.cfg.Queue); err != nil {
 			return err
 		}
 		if err := cs.loadSettings(ctx); err != nil {

@@ -74,7 +74,7 @@ func (c *Client) publishOne(ctx context.Context, db queryer, mode notifyMode, qu
 	if err != nil {
 		return 0, nil, false, err
 	}
-	if err := c.ensureQueue(ctx, queue); err != nil {
+	if err := c.ensureQueue(ctx, db, queue); err != nil {
 		return 0, nil, false, err
 	}
 	notified = mode == notifyInTx || (mode == notifyIfDue && o.dedupKey == nil && c.notifier.TakeInline(queue))
@@ -175,24 +175,34 @@ func (c *Client) PublishBatch(ctx context.Context, msgs []Outgoing) ([]int64, er
 	if len(msgs) == 0 {
 		return nil, nil
 	}
-	var ids []int64
-	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
-		var err error
-		ids, err = c.publishBatch(ctx, tx, msgs)
-		return err
-	})
+	ids, err := c.publishBatchOnPool(ctx, msgs)
 	c.afterBatch(msgs, ids, err)
 	if err != nil {
 		return nil, err
 	}
-	seen := map[string]bool{}
-	for _, m := range msgs {
-		if !seen[m.Queue] {
-			seen[m.Queue] = true
-			c.wakeQueue(m.Queue)
-		}
+	for _, q := range distinctQueues(msgs) {
+		c.wakeQueue(q)
 	}
 	return ids, nil
+}
+
+// publishBatchOnPool creates missing queues before the batch's transaction
+// begins, so the transaction's connection is the only one it holds.
+func (c *Client) publishBatchOnPool(ctx context.Context, msgs []Outgoing) ([]int64, error) {
+	cols, err := c.encodeBatch(msgs)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.ensureQueues(ctx, c.pool, cols.queues); err != nil {
+		return nil, err
+	}
+	var ids []int64
+	err = pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		var err error
+		ids, err = c.insertBatch(ctx, tx, cols)
+		return err
+	})
+	return ids, err
 }
 
 // PublishBatchTx writes many messages in the caller's transaction.
@@ -203,24 +213,57 @@ func (c *Client) PublishBatchTx(ctx context.Context, tx pgx.Tx, msgs []Outgoing)
 	if len(msgs) == 0 {
 		return nil, nil
 	}
-	ids, err := c.publishBatch(ctx, tx, msgs)
-	if err == nil && !c.cfg.PollOnly {
-		seen := map[string]bool{}
-		for _, m := range msgs {
-			if !seen[m.Queue] {
-				seen[m.Queue] = true
-				if _, err = tx.Exec(ctx, c.q.Get(query.Notify), c.channel, m.Queue); err != nil {
-					err = fmt.Errorf("pgflow: notify: %w", err)
-					break
-				}
-			}
-		}
-	}
+	ids, err := c.publishBatchTx(ctx, tx, msgs)
 	c.afterBatch(msgs, ids, err)
 	if err != nil {
 		return nil, err
 	}
 	return ids, nil
+}
+
+// publishBatchTx writes the batch, creating missing queues and notifying
+// consumers (at commit) in the caller's transaction.
+func (c *Client) publishBatchTx(ctx context.Context, tx pgx.Tx, msgs []Outgoing) ([]int64, error) {
+	cols, err := c.encodeBatch(msgs)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.ensureQueues(ctx, tx, cols.queues); err != nil {
+		return nil, err
+	}
+	ids, err := c.insertBatch(ctx, tx, cols)
+	if err != nil || c.cfg.PollOnly {
+		return ids, err
+	}
+	for _, q := range distinctQueues(msgs) {
+		if _, err := tx.Exec(ctx, c.q.Get(query.Notify), c.channel, q); err != nil {
+			return nil, fmt.Errorf("pgflow: notify: %w", err)
+		}
+	}
+	return ids, nil
+}
+
+// distinctQueues lists the batch's queues, each once, in first-seen order.
+func distinctQueues(msgs []Outgoing) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		if !seen[m.Queue] {
+			seen[m.Queue] = true
+			out = append(out, m.Queue)
+		}
+	}
+	return out
+}
+
+// ensureQueues runs ensureQueue on db for each queue name (repeats are free).
+func (c *Client) ensureQueues(ctx context.Context, db queryer, queues []string) error {
+	for _, q := range queues {
+		if err := c.ensureQueue(ctx, db, q); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // batchColumns are InsertMessages' parallel arrays; nil means "not set".
@@ -232,8 +275,10 @@ type batchColumns struct {
 	dedupKeys                 []*string
 }
 
-func (c *Client) publishBatch(ctx context.Context, tx pgx.Tx, msgs []Outgoing) ([]int64, error) {
-	cols := batchColumns{}
+// encodeBatch validates and encodes every message; the first bad one fails
+// the batch before anything is written.
+func (c *Client) encodeBatch(msgs []Outgoing) (*batchColumns, error) {
+	cols := &batchColumns{}
 	for i, m := range msgs {
 		o, headers, err := buildOptions(m.Options)
 		if err == nil {
@@ -254,15 +299,16 @@ func (c *Client) publishBatch(ctx context.Context, tx pgx.Tx, msgs []Outgoing) (
 		cols.visibleAts = append(cols.visibleAts, o.visibleAt)
 		cols.dedupKeys = append(cols.dedupKeys, o.dedupKey)
 	}
-	for _, q := range cols.queues {
-		if err := c.ensureQueue(ctx, q); err != nil {
-			return nil, err
-		}
-	}
-	ids := make([]int64, 0, len(msgs))
-	for start := 0; start < len(msgs); start += maxBatchRows {
-		end := min(start+maxBatchRows, len(msgs))
-		chunk, err := c.insertChunk(ctx, tx, &cols, start, end)
+	return cols, nil
+}
+
+// insertBatch inserts cols in statements of at most maxBatchRows rows.
+func (c *Client) insertBatch(ctx context.Context, tx pgx.Tx, cols *batchColumns) ([]int64, error) {
+	n := len(cols.queues)
+	ids := make([]int64, 0, n)
+	for start := 0; start < n; start += maxBatchRows {
+		end := min(start+maxBatchRows, n)
+		chunk, err := c.insertChunk(ctx, tx, cols, start, end)
 		if err != nil {
 			return nil, fmt.Errorf("pgflow: publish batch: %w", err)
 		}

@@ -46,7 +46,9 @@ func TestPublishStoresMessage(t *testing.T) {
 
 func TestPublishTxCommitsWithCaller(t *testing.T) {
 	t.Parallel()
-	db := pgflowtest.New(t)
+	// Two connections: the test holds one in its transaction and counts
+	// rows on the other.
+	db := pgflowtest.New(t, pgflowtest.Options{MaxConns: 2})
 	c := newClient(t, db, pgflow.Config{})
 	ctx := context.Background()
 

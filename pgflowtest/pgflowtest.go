@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -34,7 +35,10 @@ type DB struct {
 
 // Options tune New.
 type Options struct {
-	// MaxConns bounds the pool (default 8).
+	// MaxConns bounds the pool. Default 8, or PGFLOW_TEST_MAX_CONNS when
+	// set: running a suite with PGFLOW_TEST_MAX_CONNS=1 shows any call that
+	// holds a pooled connection while it waits for another (it then waits
+	// on itself).
 	MaxConns int32
 	// AppName sets application_name on every connection, so a test can find
 	// (and terminate) its own backends.
@@ -50,7 +54,7 @@ func New(t testing.TB, opts ...Options) *DB {
 		o = opts[0]
 	}
 	if o.MaxConns == 0 {
-		o.MaxConns = 8
+		o.MaxConns = defaultMaxConns(t)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -76,6 +80,19 @@ func New(t testing.TB, opts ...Options) *DB {
 		DropSchema(t, name)
 	})
 	return &DB{Pool: pool, Schema: name, URL: DatabaseURL()}
+}
+
+// defaultMaxConns is PGFLOW_TEST_MAX_CONNS, else 8.
+func defaultMaxConns(t testing.TB) int32 {
+	v := os.Getenv("PGFLOW_TEST_MAX_CONNS")
+	if v == "" {
+		return 8
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("pgflowtest: PGFLOW_TEST_MAX_CONNS=%q is not a positive number", v)
+	}
+	return int32(n)
 }
 
 // DropSchema drops a schema created for a test, on a connection of its own.

@@ -1,9 +1,12 @@
 -- Queue definitions.
 
 -- name: EnsureQueue
--- Creates a queue with default settings if it does not exist yet.
+-- Creates a queue with default settings if it does not exist yet. Returns a
+-- row only when this statement created it: no row means the queue exists and
+-- is committed (ON CONFLICT waits for a concurrent creator to finish).
 INSERT INTO {{schema}}.pgflow_queues (queue_name) VALUES ($1)
-ON CONFLICT (queue_name) DO NOTHING;
+ON CONFLICT (queue_name) DO NOTHING
+RETURNING queue_name;
 
 -- name: UpsertQueue
 -- $1 name, $2 max_retries, $3 retry_delay_ms, $4 max_retry_delay_ms, $5 lease_ms, $6 priority
