@@ -224,3 +224,29 @@ func TestSetting(t *testing.T) {
 		t.Fatalf("duration setting prints %q", s)
 	}
 }
+
+func TestDeclareRejectsBadSettings(t *testing.T) {
+	t.Parallel()
+	db := pgflowtest.New(t)
+	c := newClient(t, db, pgflow.Config{})
+	for _, tc := range []struct {
+		qc   pgflow.QueueConfig
+		want string
+	}{
+		{pgflow.QueueConfig{Name: "q", MaxRetries: pgflow.Set(-1)}, `pgflow: invalid configuration: max_retries: -1 is negative`},
+		{pgflow.QueueConfig{Name: "q", RetryDelay: pgflow.Set(-time.Second)}, `pgflow: invalid configuration: retry_delay "-1s": is negative`},
+		{pgflow.QueueConfig{Name: "q", MaxRetryDelay: pgflow.Set(25 * 24 * time.Hour)}, `pgflow: invalid configuration: max_retry_delay "600h0m0s": must be under 24 days`},
+		{pgflow.QueueConfig{Name: "q", LeaseTimeout: pgflow.Set(99 * time.Millisecond)}, `pgflow: invalid configuration: lease_timeout "99ms": must be at least 100ms`},
+		{pgflow.QueueConfig{Name: "q", LeaseTimeout: pgflow.Set(time.Duration(0))}, `pgflow: invalid configuration: lease_timeout "0s": must be at least 100ms`},
+		{pgflow.QueueConfig{Name: "q", Priority: pgflow.Set(40000)}, `pgflow: invalid configuration: priority: 40000 is outside [-32768, 32767]`},
+		{pgflow.QueueConfig{Name: "q", RetryDelay: pgflow.Set(time.Minute), MaxRetryDelay: pgflow.Set(time.Second)}, `pgflow: invalid configuration: max_retry_delay "1s": is below retry_delay 1m0s`},
+	} {
+		err := c.DeclareQueue(context.Background(), tc.qc)
+		if err == nil || err.Error() != tc.want || !errors.Is(err, pgflow.ErrInvalidConfig) {
+			t.Errorf("%+v: got %v, want %s", tc.qc, err, tc.want)
+		}
+	}
+	if n := db.Count(t, "pgflow_queues", ""); n != 0 {
+		t.Fatalf("%d queues stored by rejected declarations", n)
+	}
+}
