@@ -17,7 +17,7 @@ import (
 
 // settings is the part of QueueInfo a declaration decides.
 type settings struct {
-	maxRetries, priority                   int
+	maxRetries, priority                    int
 	retryDelay, maxRetryDelay, leaseTimeout time.Duration
 }
 
