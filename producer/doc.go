@@ -31,7 +31,8 @@
 // Delivery stays at least once. When the connection breaks after COMMIT was
 // sent, the outcome is unknown: the transaction may have committed. The
 // producer cannot tell, so it retries, and the batch may then be stored
-// twice. Only a restart or a network failure in that instant causes this.
+// twice. Only a restart or a network failure in that instant causes this;
+// the retry's log line then says may_have_committed=true.
 // Giving messages a dedup key (pgflow.WithDedupKey) makes such a retry
 // return the stored message's id instead of writing a copy, as long as that
 // copy is still in its queue (a dedup key is unique among live messages; a

@@ -336,7 +336,8 @@ func (p *Producer) write(batch []*request) {
 		}
 		p.retries.Add(1)
 		d := p.retry.Delay(attempt + 1)
-		p.cfg.Logger.Warn("producer: publish failed on a transient error; retrying", "messages", len(batch), "retry", attempt+1, "of", p.cfg.MaxRetries, "in", d, "err", err)
+		p.cfg.Logger.Warn("producer: publish failed on a transient error; retrying", "messages", len(batch), "retry", attempt+1, "of", p.cfg.MaxRetries, "in", d,
+			"may_have_committed", mayHaveCommitted(err), "err", err)
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
@@ -410,6 +411,16 @@ func Transient(err error) bool {
 		return true
 	}
 	return false
+}
+
+// mayHaveCommitted reports whether a failed write's transaction may still
+// have committed: the connection failed at a point where COMMIT may have
+// been sent. A server error (the server answered), a failed connection
+// attempt or a failure before anything was sent rules that out.
+func mayHaveCommitted(err error) bool {
+	var pgErr *pgconn.PgError
+	var connectErr *pgconn.ConnectError
+	return !errors.As(err, &pgErr) && !errors.As(err, &connectErr) && !pgconn.SafeToRetry(err)
 }
 
 // transientCode reports whether a SQLSTATE names a failure worth retrying.
