@@ -42,7 +42,7 @@ func must[T any](t *testing.T) func(T, error) T {
 func TestQueueStats(t *testing.T) {
 	c, db := opsClient(t)
 	ctx := context.Background()
-	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "orders", MaxRetries: 5}); err != nil {
+	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "orders", MaxRetries: pgflow.Set(5)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "empty"}); err != nil {
@@ -256,7 +256,7 @@ func TestPauseResume(t *testing.T) {
 func TestStatsCountersFromEvents(t *testing.T) {
 	c, _ := opsClient(t)
 	ctx := context.Background()
-	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "w", MaxRetries: 1, RetryDelay: time.Millisecond, MaxRetryDelay: time.Millisecond}); err != nil {
+	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "w", MaxRetries: pgflow.Set(1), RetryDelay: pgflow.Set(time.Millisecond), MaxRetryDelay: pgflow.Set(time.Millisecond)}); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{}, 100)

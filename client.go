@@ -190,82 +190,200 @@ func (c *Client) Close(ctx context.Context) error {
 	return err
 }
 
-// QueueConfig declares a queue's settings.
+// QueueConfig declares a queue's settings. A field left unset keeps the
+// queue's stored value, or takes the default when DeclareQueue creates the
+// queue. The defaults are the columns' defaults in pgflow_queues, the same
+// for a queue created on first publish, declared in Go or declared by a
+// configuration file: max_retries 3, retry_delay 1 s, max_retry_delay 5 min,
+// lease_timeout 30 s, priority 0.
 type QueueConfig struct {
 	Name string
 	// MaxRetries is how many times a failed message is retried before it is
 	// dead-lettered: a message is delivered at most MaxRetries+1 times.
-	MaxRetries int
+	// Set(0) dead-letters a message on its first failure.
+	MaxRetries Setting[int]
 	// RetryDelay is the first retry's delay; each further retry doubles it
-	// (with jitter), up to MaxRetryDelay. Default 1 s.
-	RetryDelay time.Duration
-	// MaxRetryDelay caps the backoff. Default 5 min.
-	MaxRetryDelay time.Duration
+	// (with jitter), up to MaxRetryDelay.
+	RetryDelay Setting[time.Duration]
+	// MaxRetryDelay caps the backoff; at least RetryDelay.
+	MaxRetryDelay Setting[time.Duration]
 	// LeaseTimeout is how long a consumer may hold a message without a
 	// heartbeat before it is delivered again (SQS's visibility timeout).
-	// Default 30 s.
-	LeaseTimeout time.Duration
+	LeaseTimeout Setting[time.Duration]
 	// Priority is the default priority of messages published without one.
-	Priority int
+	Priority Setting[int]
 }
 
-// DefaultQueueConfig returns the settings a queue gets when it is created on
-// first use.
+// DefaultQueueConfig returns a QueueConfig with only Name set: every setting
+// takes the stored default.
+//
+// Deprecated: write QueueConfig{Name: name}. The defaults live in the
+// database (see QueueConfig); read a queue's settings with Client.Queue.
 func DefaultQueueConfig(name string) QueueConfig {
-	return QueueConfig{Name: name, MaxRetries: 3, RetryDelay: time.Second, MaxRetryDelay: 5 * time.Minute, LeaseTimeout: 30 * time.Second}
+	return QueueConfig{Name: name}
 }
 
+// maxQueueDuration bounds the queue durations (they are stored as integer
+// milliseconds).
+const maxQueueDuration = 24 * time.Hour * 24
+
+// normalize validates the fields that are set.
 func (qc *QueueConfig) normalize() error {
 	if err := ValidateQueueName(qc.Name); err != nil {
 		return err
 	}
-	d := DefaultQueueConfig(qc.Name)
-	if qc.RetryDelay == 0 {
-		qc.RetryDelay = d.RetryDelay
+	checkDuration := func(field string, s Setting[time.Duration], floor time.Duration) error {
+		d, ok := s.Get()
+		switch {
+		case !ok:
+			return nil
+		case d < 0:
+			return inputErr(ErrInvalidConfig, field, d.String(), "is negative")
+		case d < floor:
+			return inputErr(ErrInvalidConfig, field, d.String(), "must be at least %v", floor)
+		case d >= maxQueueDuration:
+			return inputErr(ErrInvalidConfig, field, d.String(), "must be under 24 days")
+		}
+		return nil
 	}
-	if qc.MaxRetryDelay == 0 {
-		qc.MaxRetryDelay = d.MaxRetryDelay
+	if n, ok := qc.MaxRetries.Get(); ok && n < 0 {
+		return inputErr(ErrInvalidConfig, "max_retries", "", "%d is negative", n)
 	}
-	if qc.LeaseTimeout == 0 {
-		qc.LeaseTimeout = d.LeaseTimeout
+	if err := checkDuration("retry_delay", qc.RetryDelay, 0); err != nil {
+		return err
 	}
-	switch {
-	case qc.MaxRetries < 0:
-		return inputErr(ErrInvalidConfig, "max_retries", "", "%d is negative", qc.MaxRetries)
-	case qc.RetryDelay < 0:
-		return inputErr(ErrInvalidConfig, "retry_delay", qc.RetryDelay.String(), "is negative")
-	case qc.MaxRetryDelay < qc.RetryDelay:
-		return inputErr(ErrInvalidConfig, "max_retry_delay", qc.MaxRetryDelay.String(), "is below retry_delay %v", qc.RetryDelay)
-	case qc.LeaseTimeout < 100*time.Millisecond:
-		return inputErr(ErrInvalidConfig, "lease_timeout", qc.LeaseTimeout.String(), "must be at least 100ms")
-	case qc.RetryDelay > 24*time.Hour*24 || qc.MaxRetryDelay > 24*time.Hour*24 || qc.LeaseTimeout > 24*time.Hour*24:
-		return inputErr(ErrInvalidConfig, "queue durations", "", "must be under 24 days")
-	case qc.Priority < -32768 || qc.Priority > 32767:
-		return inputErr(ErrInvalidConfig, "priority", "", "%d is outside [-32768, 32767]", qc.Priority)
+	if err := checkDuration("max_retry_delay", qc.MaxRetryDelay, 0); err != nil {
+		return err
+	}
+	if err := checkDuration("lease_timeout", qc.LeaseTimeout, 100*time.Millisecond); err != nil {
+		return err
+	}
+	if r, ok := qc.RetryDelay.Get(); ok {
+		if m, ok := qc.MaxRetryDelay.Get(); ok && m < r {
+			return inputErr(ErrInvalidConfig, "max_retry_delay", m.String(), "is below retry_delay %v", r)
+		}
+	}
+	if p, ok := qc.Priority.Get(); ok && (p < -32768 || p > 32767) {
+		return inputErr(ErrInvalidConfig, "priority", "", "%d is outside [-32768, 32767]", p)
 	}
 	return nil
 }
 
-// DeclareQueue creates the queue or updates its settings.
+// SettingChange is one queue setting that a declaration changed.
+type SettingChange struct {
+	Setting string // max_retries, retry_delay, max_retry_delay, lease_timeout or priority
+	Old     string
+	New     string
+}
+
+func (sc SettingChange) String() string { return sc.Setting + " " + sc.Old + " -> " + sc.New }
+
+// DeclareQueue creates the queue or updates the settings that qc sets;
+// settings left unset keep their stored values (a new queue gets the
+// defaults). Changing an existing queue's settings is logged at Warn level,
+// old and new value of each, and emitted as an EventQueueChanged event.
 func (c *Client) DeclareQueue(ctx context.Context, qc QueueConfig) error {
 	if err := qc.normalize(); err != nil {
 		return err
 	}
-	_, err := c.pool.Exec(ctx, c.q.Get(query.UpsertQueue), qc.Name, qc.MaxRetries,
-		qc.RetryDelay.Milliseconds(), qc.MaxRetryDelay.Milliseconds(), qc.LeaseTimeout.Milliseconds(), qc.Priority)
+	var changes []SettingChange
+	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, c.q.Get(query.EnsureQueue), qc.Name)
+		if err != nil {
+			return err
+		}
+		created := tag.RowsAffected() == 1
+		arg := func(s Setting[time.Duration]) any {
+			if d, ok := s.Get(); ok {
+				return d.Milliseconds()
+			}
+			return nil
+		}
+		var maxRetries, priority any
+		if n, ok := qc.MaxRetries.Get(); ok {
+			maxRetries = n
+		}
+		if p, ok := qc.Priority.Get(); ok {
+			priority = p
+		}
+		var old, now storedQueue
+		err = tx.QueryRow(ctx, c.q.Get(query.UpdateQueue), qc.Name, maxRetries, arg(qc.RetryDelay),
+			arg(qc.MaxRetryDelay), arg(qc.LeaseTimeout), priority).Scan(
+			&old.maxRetries, &old.retryMs, &old.maxRetryMs, &old.leaseMs, &old.priority,
+			&now.maxRetries, &now.retryMs, &now.maxRetryMs, &now.leaseMs, &now.priority)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // nothing to change
+		}
+		if err != nil {
+			return err
+		}
+		if now.maxRetryMs < now.retryMs {
+			if qc.MaxRetryDelay.IsSet() {
+				return inputErr(ErrInvalidConfig, "max_retry_delay", ms(now.maxRetryMs).String(),
+					"is below the queue's retry_delay %v", ms(now.retryMs))
+			}
+			return inputErr(ErrInvalidConfig, "retry_delay", ms(now.retryMs).String(),
+				"is above the queue's max_retry_delay %v; set MaxRetryDelay too", ms(now.maxRetryMs))
+		}
+		if !created {
+			changes = old.diff(now)
+		}
+		return nil
+	})
 	if err != nil {
+		var ie *InputError
+		if errors.As(err, &ie) {
+			return err
+		}
 		return fmt.Errorf("pgflow: declare queue %s: %w", qc.Name, err)
 	}
 	c.known.Store(qc.Name, struct{}{})
+	if len(changes) > 0 {
+		attrs := []any{"queue", qc.Name}
+		for _, ch := range changes {
+			attrs = append(attrs, ch.Setting, ch.Old+" -> "+ch.New)
+		}
+		c.log.Warn("pgflow: queue settings changed", attrs...)
+		c.emit(Event{Kind: EventQueueChanged, Queue: qc.Name, Changes: changes})
+	}
 	return nil
+}
+
+// storedQueue is a pgflow_queues row's settings as stored.
+type storedQueue struct {
+	maxRetries, priority         int
+	retryMs, maxRetryMs, leaseMs int64
+}
+
+func ms(n int64) time.Duration { return time.Duration(n) * time.Millisecond }
+
+// diff lists the settings that differ from old to now, in QueueConfig order.
+func (old storedQueue) diff(now storedQueue) []SettingChange {
+	var out []SettingChange
+	add := func(name string, a, b any) {
+		if a != b {
+			out = append(out, SettingChange{Setting: name, Old: fmt.Sprint(a), New: fmt.Sprint(b)})
+		}
+	}
+	add("max_retries", old.maxRetries, now.maxRetries)
+	add("retry_delay", ms(old.retryMs), ms(now.retryMs))
+	add("max_retry_delay", ms(old.maxRetryMs), ms(now.maxRetryMs))
+	add("lease_timeout", ms(old.leaseMs), ms(now.leaseMs))
+	add("priority", old.priority, now.priority)
+	return out
 }
 
 // QueueInfo is a queue's definition as stored.
 type QueueInfo struct {
-	QueueConfig
-	Paused    bool
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	Name          string
+	MaxRetries    int
+	RetryDelay    time.Duration
+	MaxRetryDelay time.Duration
+	LeaseTimeout  time.Duration
+	Priority      int
+	Paused        bool
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
 }
 
 // Queue returns the queue's stored settings, or ErrQueueNotFound.
@@ -296,9 +414,9 @@ func scanQueueInfo(row pgx.CollectableRow) (QueueInfo, error) {
 	var qi QueueInfo
 	var retry, maxRetry, lease int64
 	err := row.Scan(&qi.Name, &qi.MaxRetries, &retry, &maxRetry, &lease, &qi.Priority, &qi.Paused, &qi.CreatedAt, &qi.UpdatedAt)
-	qi.RetryDelay = time.Duration(retry) * time.Millisecond
-	qi.MaxRetryDelay = time.Duration(maxRetry) * time.Millisecond
-	qi.LeaseTimeout = time.Duration(lease) * time.Millisecond
+	qi.RetryDelay = ms(retry)
+	qi.MaxRetryDelay = ms(maxRetry)
+	qi.LeaseTimeout = ms(lease)
 	return qi, err
 }
 

@@ -58,7 +58,7 @@ func TestRetryScheduleFollowsBackoff(t *testing.T) {
 	ctx := context.Background()
 	// Long delays: each failure leaves the message waiting, and we read the
 	// schedule from visible_at instead of sleeping through it.
-	q := &pgflow.QueueConfig{Name: "sched", MaxRetries: 5, RetryDelay: 10 * time.Second, MaxRetryDelay: 25 * time.Second}
+	q := &pgflow.QueueConfig{Name: "sched", MaxRetries: pgflow.Set(5), RetryDelay: pgflow.Set(10 * time.Second), MaxRetryDelay: pgflow.Set(25 * time.Second)}
 	calls := make(chan int, 10)
 	if err := c.Consume(pgflow.ConsumerConfig{Queue: "sched", Declare: q, Handler: func(ctx context.Context, m *pgflow.Message) error {
 		calls <- m.RetryCount

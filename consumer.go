@@ -24,6 +24,8 @@ type ConsumerConfig struct {
 	// MaxBatch bounds how many messages one claim takes. Default: Workers,
 	// at most 1000. A claim never takes more than the free workers.
 	MaxBatch int
+	// Timeout bounds one handler call; 0 means the default.
+	Timeout time.Duration
 	// Declare, when set, declares the queue with these settings at Start;
 	// otherwise the queue keeps its stored settings (created with defaults
 	// if missing).

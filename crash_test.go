@@ -71,7 +71,7 @@ func TestConsumerProcessKilled(t *testing.T) {
 	db := pgflowtest.New(t)
 	ctx := context.Background()
 	c := newClient(t, db, pgflow.Config{RescueInterval: 50 * time.Millisecond})
-	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "crash", MaxRetries: 1, LeaseTimeout: 300 * time.Millisecond}); err != nil {
+	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "crash", MaxRetries: pgflow.Set(1), LeaseTimeout: pgflow.Set(300 * time.Millisecond)}); err != nil {
 		t.Fatal(err)
 	}
 	id, err := c.Publish(ctx, "crash", map[string]string{"job": "resize-image"})
@@ -150,8 +150,8 @@ func TestMessageClaimedJustBeforeAServerCrashIsStillHandled(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	cl, pool, c := throwawayClient(t)
-	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "crash", MaxRetries: 5, RetryDelay: 10 * time.Millisecond,
-		MaxRetryDelay: 50 * time.Millisecond, LeaseTimeout: time.Second}); err != nil {
+	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "crash", MaxRetries: pgflow.Set(5), RetryDelay: pgflow.Set(10 * time.Millisecond),
+		MaxRetryDelay: pgflow.Set(50 * time.Millisecond), LeaseTimeout: pgflow.Set(time.Second)}); err != nil {
 		t.Fatal(err)
 	}
 	started := make(chan struct{}, 8)

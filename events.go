@@ -16,6 +16,7 @@ const (
 	EventLeaseExpired  EventKind = "lease_expired"  // a lease ran out and the rescuer took the message back
 	EventRedriven      EventKind = "redriven"       // a DLQ message went back to its queue
 	EventPurged        EventKind = "purged"         // DLQ messages were deleted; Count is set
+	EventQueueChanged  EventKind = "queue_changed"  // DeclareQueue changed an existing queue's settings; Changes is set
 )
 
 // Event is what hooks receive. Fields that do not apply to a kind are zero.
@@ -38,6 +39,9 @@ type Event struct {
 	Count int
 	// Headers are the message's headers (published, received).
 	Headers map[string]string
+	// Changes are the settings a declaration changed, old and new values
+	// (queue_changed).
+	Changes []SettingChange
 }
 
 // EventHook receives events synchronously on the goroutine that caused them:

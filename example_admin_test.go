@@ -87,7 +87,7 @@ func ExampleClient_RedriveDLQ() {
 	c, cleanup := exampleClient()
 	defer cleanup()
 	ctx := context.Background()
-	_ = c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "consensus_results_queue", MaxRetries: 0})
+	_ = c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "consensus_results_queue", MaxRetries: pgflow.Set(0)})
 	dead := make(chan struct{})
 	_ = c.Consume(pgflow.ConsumerConfig{Queue: "consensus_results_queue", Handler: func(ctx context.Context, m *pgflow.Message) error {
 		return pgflow.Permanent(fmt.Errorf("unknown proposal"))

@@ -140,9 +140,9 @@ func ExampleClient_DeclareQueue() {
 
 	err := client.DeclareQueue(ctx, pgflow.QueueConfig{
 		Name:         "guardian_safety_profiles_queue",
-		MaxRetries:   3,
-		RetryDelay:   time.Second, // 1 s, 2 s, 4 s (with jitter), capped by MaxRetryDelay
-		LeaseTimeout: 30 * time.Second,
+		MaxRetries:   pgflow.Set(3),
+		RetryDelay:   pgflow.Set(time.Second), // 1 s, 2 s, 4 s (with jitter), capped by MaxRetryDelay
+		LeaseTimeout: pgflow.Set(30 * time.Second),
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -40,8 +40,8 @@ func newClient(t testing.TB, db *pgflowtest.DB, cfg pgflow.Config) *pgflow.Clien
 
 // fastQueue has short delays so retry tests finish quickly.
 func fastQueue(name string, maxRetries int) *pgflow.QueueConfig {
-	return &pgflow.QueueConfig{Name: name, MaxRetries: maxRetries, RetryDelay: 10 * time.Millisecond,
-		MaxRetryDelay: 40 * time.Millisecond, LeaseTimeout: 5 * time.Second}
+	return &pgflow.QueueConfig{Name: name, MaxRetries: pgflow.Set(maxRetries), RetryDelay: pgflow.Set(10 * time.Millisecond),
+		MaxRetryDelay: pgflow.Set(40 * time.Millisecond), LeaseTimeout: pgflow.Set(5 * time.Second)}
 }
 
 // recorder collects events by kind.

@@ -16,7 +16,7 @@ func TestExpiredLeaseGoesToAnotherConsumer(t *testing.T) {
 	t.Parallel()
 	db := pgflowtest.New(t)
 	ctx := context.Background()
-	q := &pgflow.QueueConfig{Name: "lease", MaxRetries: 3, RetryDelay: 10 * time.Millisecond, LeaseTimeout: 200 * time.Millisecond}
+	q := &pgflow.QueueConfig{Name: "lease", MaxRetries: pgflow.Set(3), RetryDelay: pgflow.Set(10 * time.Millisecond), LeaseTimeout: pgflow.Set(200 * time.Millisecond)}
 
 	// A consumer that claimed the message and then hung without heartbeats
 	// (as a frozen process would): we make the claim by hand.
@@ -63,7 +63,7 @@ func TestExpiredLeaseWithoutRetriesDeadLetters(t *testing.T) {
 	db := pgflowtest.New(t)
 	ctx := context.Background()
 	c := newClient(t, db, pgflow.Config{})
-	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "poison", MaxRetries: 1}); err != nil {
+	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "poison", MaxRetries: pgflow.Set(1)}); err != nil {
 		t.Fatal(err)
 	}
 	id, _ := c.Publish(ctx, "poison", map[string]int{"n": 1})
@@ -88,7 +88,7 @@ func TestHeartbeatKeepsLongHandlerLease(t *testing.T) {
 	ctx := context.Background()
 	c := newClient(t, db, pgflow.Config{RescueInterval: 50 * time.Millisecond})
 	var deliveries atomic.Int32
-	q := &pgflow.QueueConfig{Name: "long", LeaseTimeout: 300 * time.Millisecond}
+	q := &pgflow.QueueConfig{Name: "long", LeaseTimeout: pgflow.Set(300 * time.Millisecond)}
 	if err := c.Consume(pgflow.ConsumerConfig{Queue: "long", Declare: q, Handler: func(ctx context.Context, m *pgflow.Message) error {
 		deliveries.Add(1)
 		select {
@@ -119,7 +119,7 @@ func TestLostLeaseCancelsHandler(t *testing.T) {
 	c := newClient(t, db, pgflow.Config{})
 	causes := make(chan error, 1)
 	started := make(chan int64, 1)
-	q := &pgflow.QueueConfig{Name: "stolen", LeaseTimeout: 300 * time.Millisecond}
+	q := &pgflow.QueueConfig{Name: "stolen", LeaseTimeout: pgflow.Set(300 * time.Millisecond)}
 	if err := c.Consume(pgflow.ConsumerConfig{Queue: "stolen", Declare: q, Handler: func(ctx context.Context, m *pgflow.Message) error {
 		started <- m.ID
 		<-ctx.Done()

@@ -254,7 +254,7 @@ func TestPriorityOrder(t *testing.T) {
 	db := pgflowtest.New(t)
 	c := newClient(t, db, pgflow.Config{})
 	ctx := context.Background()
-	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "prio", Priority: 1}); err != nil {
+	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "prio", Priority: pgflow.Set(1)}); err != nil {
 		t.Fatal(err)
 	}
 	var msgs []pgflow.Outgoing
@@ -307,7 +307,7 @@ func TestPublishBatchPerMessageOptions(t *testing.T) {
 	db := pgflowtest.New(t)
 	c := newClient(t, db, pgflow.Config{})
 	ctx := context.Background()
-	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "opts", Priority: 2}); err != nil {
+	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "opts", Priority: pgflow.Set(2)}); err != nil {
 		t.Fatal(err)
 	}
 	at := time.Now().Add(2 * time.Hour).Truncate(time.Microsecond)

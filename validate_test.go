@@ -107,8 +107,8 @@ func TestInvalidConfiguration(t *testing.T) {
 		{pgflow.ConsumerConfig{Queue: "q"}, `pgflow: invalid configuration: handler "q": is nil`},
 		{pgflow.ConsumerConfig{Queue: "q", Handler: h, Workers: -1}, `pgflow: invalid configuration: workers "q": must be 1-10000, got -1`},
 		{pgflow.ConsumerConfig{Queue: "bad name", Handler: h}, ""},
-		{pgflow.ConsumerConfig{Queue: "q", Handler: h, Declare: &pgflow.QueueConfig{MaxRetries: -1}}, `pgflow: invalid configuration: max_retries: -1 is negative`},
-		{pgflow.ConsumerConfig{Queue: "q", Handler: h, Declare: &pgflow.QueueConfig{LeaseTimeout: time.Millisecond}}, `pgflow: invalid configuration: lease_timeout "1ms": must be at least 100ms`},
+		{pgflow.ConsumerConfig{Queue: "q", Handler: h, Declare: &pgflow.QueueConfig{MaxRetries: pgflow.Set(-1)}}, `pgflow: invalid configuration: max_retries: -1 is negative`},
+		{pgflow.ConsumerConfig{Queue: "q", Handler: h, Declare: &pgflow.QueueConfig{LeaseTimeout: pgflow.Set(time.Millisecond)}}, `pgflow: invalid configuration: lease_timeout "1ms": must be at least 100ms`},
 		{pgflow.ConsumerConfig{Queue: "q", Handler: h, Declare: &pgflow.QueueConfig{Name: "other"}}, `pgflow: invalid configuration: declare.name "other": differs from the consumer's queue "q"`},
 	}
 	for _, b := range bad {
@@ -123,7 +123,7 @@ func TestInvalidConfiguration(t *testing.T) {
 	if err := c.Consume(pgflow.ConsumerConfig{Queue: "q", Handler: h}); err == nil {
 		t.Fatal("second consumer on the same queue accepted")
 	}
-	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "x", RetryDelay: time.Minute, MaxRetryDelay: time.Second}); err == nil {
+	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "x", RetryDelay: pgflow.Set(time.Minute), MaxRetryDelay: pgflow.Set(time.Second)}); err == nil {
 		t.Fatal("max_retry_delay below retry_delay accepted")
 	}
 }

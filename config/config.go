@@ -28,14 +28,17 @@ type Config struct {
 	Consumers []Consumer // in file order
 }
 
-// Queue holds the settings producer and consumer entries share.
+// Queue holds the settings producer and consumer entries share. A nil
+// setting is one the entry does not set (nor PGFLOW_MAX_RETRIES or
+// PGFLOW_RETRY_DELAY_MS): a producer then uses DefaultMaxRetries and
+// DefaultRetryDelayMs, a consumer leaves the queue's stored value alone.
 type Queue struct {
 	// Name is the entry's key, e.g. "proposals_for_consensus".
 	Name       string
 	QueueName  string
 	Workers    int
-	MaxRetries int
-	RetryDelay time.Duration
+	MaxRetries *int
+	RetryDelay *time.Duration
 	// Priority is nil when the entry does not set one.
 	Priority *int
 	// Line is the entry's line in the file.
@@ -50,6 +53,11 @@ type Consumer struct {
 	Queue
 	// Handler names a handler registered in Go.
 	Handler string
+	// LeaseTimeout is the queue's lease (lease_timeout_ms), nil when unset.
+	LeaseTimeout *time.Duration
+	// Timeout bounds one handler call (timeout_ms); 0 when unset, which
+	// leaves the consumer's default.
+	Timeout time.Duration
 }
 
 // Handlers maps the names used in consumer entries' handler key to handlers.
@@ -116,8 +124,10 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// Default values of entries that do not set them (and of the environment
-// variables that override them).
+// Default values of producer entries that do not set them (and that
+// PGFLOW_MAX_RETRIES and PGFLOW_RETRY_DELAY_MS do not set either), and the
+// workers of every entry. A consumer entry has no defaults of its own for
+// queue settings: what it does not set, the queue keeps.
 const (
 	DefaultMaxRetries   = 3
 	DefaultRetryDelayMs = 1000
@@ -228,14 +238,15 @@ func parse(data []byte, name string, opts Options) (*Config, error) {
 	return cfg, nil
 }
 
+// envDefaults are PGFLOW_MAX_RETRIES and PGFLOW_RETRY_DELAY_MS, nil when
+// unset.
 type envDefaults struct {
-	maxRetries   int
-	retryDelayMs int
+	maxRetries, retryDelayMs *int
 }
 
 func (l *loader) envDefaults() envDefaults {
-	d := envDefaults{maxRetries: DefaultMaxRetries, retryDelayMs: DefaultRetryDelayMs}
-	read := func(name string, into *int) {
+	var d envDefaults
+	read := func(name string, into **int) {
 		s, ok := l.opts.LookupEnv(name)
 		if !ok || s == "" {
 			return
@@ -245,7 +256,7 @@ func (l *loader) envDefaults() envDefaults {
 			l.add("env "+name, 0, "want a non-negative integer, got %q", s)
 			return
 		}
-		*into = n
+		*into = &n
 	}
 	read("PGFLOW_MAX_RETRIES", &d.maxRetries)
 	read("PGFLOW_RETRY_DELAY_MS", &d.retryDelayMs)
@@ -290,8 +301,10 @@ func (l *loader) entries(v *yaml.Node, path string, fn func(name string, k, v *y
 }
 
 func (l *loader) queue(name, path string, k, v *yaml.Node, d envDefaults, consumer bool) Consumer {
-	c := Consumer{Queue: Queue{Name: name, Line: k.Line, Workers: DefaultWorkers, MaxRetries: d.maxRetries,
-		RetryDelay: time.Duration(d.retryDelayMs) * time.Millisecond}}
+	c := Consumer{Queue: Queue{Name: name, Line: k.Line, Workers: DefaultWorkers, MaxRetries: d.maxRetries}}
+	if d.retryDelayMs != nil {
+		c.RetryDelay = durationPtr(*d.retryDelayMs)
+	}
 	var sawQueue, sawHandler bool
 	l.each(v, path, func(key string, kn, vn *yaml.Node) {
 		p := join(path, key)
@@ -323,7 +336,7 @@ func (l *loader) queue(name, path string, k, v *yaml.Node, d envDefaults, consum
 				if n < 0 {
 					l.add(p, vn.Line, "must be 0 or more, got %d", n)
 				}
-				c.MaxRetries = n
+				c.MaxRetries = &n
 			}
 		case "retry_delay_ms":
 			if n, ok := l.integer(vn, p); ok {
@@ -332,7 +345,7 @@ func (l *loader) queue(name, path string, k, v *yaml.Node, d envDefaults, consum
 				} else if n > 24*3600*1000 {
 					l.add(p, vn.Line, "must be at most a day (86400000), got %d", n)
 				}
-				c.RetryDelay = time.Duration(n) * time.Millisecond
+				c.RetryDelay = durationPtr(n)
 			}
 		case "priority":
 			if pr, ok := l.priority(vn, p); ok {
@@ -354,12 +367,33 @@ func (l *loader) queue(name, path string, k, v *yaml.Node, d envDefaults, consum
 					}
 				}
 			}
+		case "lease_timeout_ms", "timeout_ms":
+			if !consumer {
+				l.add(p, kn.Line, "unknown key: %s is only for consumers", key)
+				return
+			}
+			floor := 1
+			if key == "lease_timeout_ms" {
+				floor = 100
+			}
+			if n, ok := l.integer(vn, p); ok {
+				switch {
+				case n < floor:
+					l.add(p, vn.Line, "must be at least %d, got %d", floor, n)
+				case n > 24*3600*1000:
+					l.add(p, vn.Line, "must be at most a day (86400000), got %d", n)
+				case key == "lease_timeout_ms":
+					c.LeaseTimeout = durationPtr(n)
+				default:
+					c.Timeout = time.Duration(n) * time.Millisecond
+				}
+			}
 		case "handler_method":
 			l.add(p, kn.Line, "unknown key: pgflow names a handler with one key; register the method under a name and write handler: <name>")
 		default:
 			known := "queue_name, workers, max_retries, retry_delay_ms, priority"
 			if consumer {
-				known += ", handler"
+				known += ", handler, lease_timeout_ms, timeout_ms"
 			}
 			l.add(p, kn.Line, "unknown key (want %s)", known)
 		}
@@ -471,11 +505,12 @@ func (l *loader) crossCheck(cfg *Config) {
 			byQueue[q.QueueName] = decl{path, q}
 			return
 		}
+		// Settings only one entry sets are not a conflict.
 		var diffs []string
-		if first.q.MaxRetries != q.MaxRetries {
-			diffs = append(diffs, fmt.Sprintf("max_retries %d vs %d", q.MaxRetries, first.q.MaxRetries))
+		if first.q.MaxRetries != nil && q.MaxRetries != nil && *first.q.MaxRetries != *q.MaxRetries {
+			diffs = append(diffs, fmt.Sprintf("max_retries %d vs %d", *q.MaxRetries, *first.q.MaxRetries))
 		}
-		if first.q.RetryDelay != q.RetryDelay {
+		if first.q.RetryDelay != nil && q.RetryDelay != nil && *first.q.RetryDelay != *q.RetryDelay {
 			diffs = append(diffs, fmt.Sprintf("retry_delay_ms %d vs %d", q.RetryDelay.Milliseconds(), first.q.RetryDelay.Milliseconds()))
 		}
 		if first.q.Priority != nil && q.Priority != nil && *first.q.Priority != *q.Priority {
@@ -501,6 +536,11 @@ func (l *loader) crossCheck(cfg *Config) {
 	}
 	// Report in file order; problems without a line (environment) first.
 	slices.SortStableFunc(l.problems, func(a, b Problem) int { return a.Line - b.Line })
+}
+
+func durationPtr(ms int) *time.Duration {
+	d := time.Duration(ms) * time.Millisecond
+	return &d
 }
 
 func join(prefix, key string) string {

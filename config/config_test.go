@@ -40,6 +40,8 @@ consumers:
     max_retries: 5
     retry_delay_ms: 250
     priority: normal
+    lease_timeout_ms: 300000
+    timeout_ms: 90000
 `
 
 func TestParseValid(t *testing.T) {
@@ -52,16 +54,19 @@ func TestParseValid(t *testing.T) {
 		t.Fatalf("database %q schema %q", cfg.DatabaseURL, cfg.Schema)
 	}
 	p := cfg.Producers[0]
-	if p.Name != "out" || p.QueueName != "out_queue" || p.Workers != 2 || p.MaxRetries != 3 || p.RetryDelay != time.Second || *p.Priority != high || p.Line != 4 {
+	if p.Name != "out" || p.QueueName != "out_queue" || p.Workers != 2 || *p.MaxRetries != 3 || *p.RetryDelay != time.Second || *p.Priority != high || p.Line != 4 {
 		t.Fatalf("producer %+v", p)
 	}
 	c := cfg.Consumers[0]
-	if c.Name != "in" || c.QueueName != "in_queue" || c.Workers != 3 || c.Handler != "handle_a" || c.MaxRetries != 5 || c.RetryDelay != 250*time.Millisecond || *c.Priority != normal {
+	if c.Name != "in" || c.QueueName != "in_queue" || c.Workers != 3 || c.Handler != "handle_a" || *c.MaxRetries != 5 ||
+		*c.RetryDelay != 250*time.Millisecond || *c.Priority != normal || *c.LeaseTimeout != 5*time.Minute || c.Timeout != 90*time.Second {
 		t.Fatalf("consumer %+v", c)
 	}
 	cc := c.ConsumerConfig(noop)
-	if cc.Queue != "in_queue" || cc.Workers != 3 || cc.Declare.MaxRetries != 5 || cc.Declare.RetryDelay != 250*time.Millisecond {
-		t.Fatalf("consumer config %+v", cc)
+	want := pgflow.QueueConfig{Name: "in_queue", MaxRetries: pgflow.Set(5), RetryDelay: pgflow.Set(250 * time.Millisecond),
+		LeaseTimeout: pgflow.Set(5 * time.Minute), Priority: pgflow.Set(normal)}
+	if cc.Queue != "in_queue" || cc.Workers != 3 || cc.Timeout != 90*time.Second || cc.Declare == nil || *cc.Declare != want {
+		t.Fatalf("consumer config %+v, declare %+v", cc, cc.Declare)
 	}
 	pc := p.ProducerConfig()
 	if pc.Queue != "out_queue" || pc.Workers != 2 || pc.MaxRetries != 3 || pc.RetryDelay != time.Second || *pc.Priority != high {
@@ -102,9 +107,20 @@ consumers:
 				t.Fatal(err)
 			}
 			p, c := cfg.Producers[0], cfg.Consumers[0]
+			pc := p.ProducerConfig()
 			if cfg.DatabaseURL != tc.url || p.QueueName != tc.queue || p.Workers != tc.workers ||
-				p.MaxRetries != tc.maxRetries || c.MaxRetries != tc.maxRetries || p.RetryDelay != tc.delay || c.RetryDelay != tc.delay {
-				t.Fatalf("got url %q queue %q workers %d retries %d/%d delay %v/%v", cfg.DatabaseURL, p.QueueName, p.Workers, p.MaxRetries, c.MaxRetries, p.RetryDelay, c.RetryDelay)
+				pc.MaxRetries != tc.maxRetries || pc.RetryDelay != tc.delay {
+				t.Fatalf("got url %q queue %q workers %d retries %d delay %v", cfg.DatabaseURL, p.QueueName, p.Workers, pc.MaxRetries, pc.RetryDelay)
+			}
+			// The consumer declares the environment's settings when set, and
+			// nothing otherwise (the queue keeps what it has).
+			decl := c.ConsumerConfig(noop).Declare
+			if _, set := tc.vars["PGFLOW_MAX_RETRIES"]; set {
+				if decl == nil || decl.MaxRetries != pgflow.Set(tc.maxRetries) || decl.RetryDelay != pgflow.Set(tc.delay) {
+					t.Fatalf("consumer declares %+v, want retries %d and delay %v", decl, tc.maxRetries, tc.delay)
+				}
+			} else if decl != nil || c.MaxRetries != nil || c.RetryDelay != nil {
+				t.Fatalf("consumer declares %+v (retries %v, delay %v), want nothing", decl, c.MaxRetries, c.RetryDelay)
 			}
 		})
 	}
@@ -126,6 +142,28 @@ func TestProblems(t *testing.T) {
 		{"bad database url", "database_url: 'postgres://x:notaport/db'\n", nil, `f.yaml: line 1: database_url: not a PostgreSQL URL: cannot parse ` + "`postgres://x:notaport/db`" + `: invalid port`},
 		{"unknown entry key", head + "producers:\n  p:\n    queue_name: q\n    worker: 2\n", nil,
 			`f.yaml: line 5: producers.p.worker: unknown key (want queue_name, workers, max_retries, retry_delay_ms, priority)`},
+		{"unknown consumer key", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_a\n    lease_ms: 5\n", nil,
+			`f.yaml: line 6: consumers.c.lease_ms: unknown key (want queue_name, workers, max_retries, retry_delay_ms, priority, handler, lease_timeout_ms, timeout_ms)`},
+		{"lease on a producer", head + "producers:\n  p:\n    queue_name: q\n    lease_timeout_ms: 1000\n", nil,
+			`f.yaml: line 5: producers.p.lease_timeout_ms: unknown key: lease_timeout_ms is only for consumers`},
+		{"timeout on a producer", head + "producers:\n  p:\n    queue_name: q\n    timeout_ms: 1000\n", nil,
+			`f.yaml: line 5: producers.p.timeout_ms: unknown key: timeout_ms is only for consumers`},
+		{"lease too short", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_a\n    lease_timeout_ms: 99\n", nil,
+			`f.yaml: line 6: consumers.c.lease_timeout_ms: must be at least 100, got 99`},
+		{"lease too long", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_a\n    lease_timeout_ms: 86400001\n", nil,
+			`f.yaml: line 6: consumers.c.lease_timeout_ms: must be at most a day (86400000), got 86400001`},
+		{"lease not a number", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_a\n    lease_timeout_ms: 5m\n", nil,
+			`f.yaml: line 6: consumers.c.lease_timeout_ms: want an integer, got "5m"`},
+		{"lease from bad env", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_a\n    lease_timeout_ms: ${LEASE:-30000}\n", map[string]string{"LEASE": "long"},
+			`f.yaml: line 6: consumers.c.lease_timeout_ms: want an integer, got "long" (from ${LEASE:-30000})`},
+		{"timeout zero", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_a\n    timeout_ms: 0\n", nil,
+			`f.yaml: line 6: consumers.c.timeout_ms: must be at least 1, got 0`},
+		{"timeout too long", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_a\n    timeout_ms: 86400001\n", nil,
+			`f.yaml: line 6: consumers.c.timeout_ms: must be at most a day (86400000), got 86400001`},
+		{"timeout empty", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_a\n    timeout_ms:\n", nil,
+			`f.yaml: line 6: consumers.c.timeout_ms: want an integer, got nothing`},
+		{"timeout a list", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_a\n    timeout_ms: [1]\n", nil,
+			`f.yaml: line 6: consumers.c.timeout_ms: want an integer, got a list`},
 		{"handler on producer", head + "producers:\n  p:\n    queue_name: q\n    handler: handle_a\n", nil,
 			`f.yaml: line 5: producers.p.handler: unknown key: handler is only for consumers`},
 		{"handler_method", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_a\n    handler_method: x\n", nil,

@@ -1,6 +1,5 @@
-// Package config loads a pgflow service's queues from a YAML file shaped like
-// the configuration guide's (seed/PGFLOW_CONFIGURATION.md), validates it
-// before anything connects, and wires it to a client.
+// Package config loads a pgflow service's queues from a YAML file, validates
+// it before anything connects, and wires it to a client.
 //
 // A file names the database, the queues the service publishes to
 // (producers) and the queues it consumes (consumers):
@@ -21,7 +20,7 @@
 //	    retry_delay_ms: 1000
 //	    priority: high
 //
-// Keys:
+// # Keys
 //
 //	database_url     PostgreSQL URL. PGFLOW_DATABASE_URL, when set, wins (as
 //	                 the guide's `System.get_env(...) || default` does).
@@ -41,16 +40,33 @@
 //	  max_retries      the queue's retries before the dead-letter queue
 //	  retry_delay_ms   the queue's first retry delay, doubled for each further retry
 //	  priority         the queue's default message priority
+//	  lease_timeout_ms the queue's lease: how long a message is held without
+//	                   a heartbeat before it is delivered again (100-86400000)
+//	  timeout_ms       how long one handler call may run before its context
+//	                   is cancelled (1-86400000; unset: the consumer's default)
+//
+// # Defaults
 //
 // max_retries and retry_delay_ms default to PGFLOW_MAX_RETRIES and
-// PGFLOW_RETRY_DELAY_MS when set, else 3 and 1000; workers defaults to 1.
+// PGFLOW_RETRY_DELAY_MS when set. Otherwise a producer retries 3 times from
+// 1000 ms (DefaultMaxRetries, DefaultRetryDelayMs), and a consumer entry
+// leaves the setting alone: at Start it declares exactly the queue settings
+// it sets (max_retries, retry_delay_ms, lease_timeout_ms, priority), so a
+// queue keeps whatever else it has stored, and a new queue gets pgflow's
+// defaults, the same as a queue created on first publish. Changing a stored
+// setting is logged as a warning with the old and new value. workers
+// defaults to 1.
+//
+// # Environment
 //
 // Every scalar value may use ${VAR} and ${VAR:-default} (default used when
 // VAR is unset or empty); $$ is a literal $, and a $ not followed by { or $
 // is kept as is. Expansion happens after parsing, so an expanded value can
 // never change the file's structure.
 //
+// # Errors
+//
 // Load reports every problem at once, each with its key path and line:
-// unknown keys, wrong types, workers below 1, a consumer whose handler is not
-// registered, a queue declared twice with different settings.
+// unknown keys, wrong types, values out of range, a consumer whose handler is
+// not registered, a queue declared twice with different settings.
 package config

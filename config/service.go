@@ -4,34 +4,56 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/pgflow-go/pgflow"
 	"github.com/pgflow-go/pgflow/producer"
 )
 
-// ConsumerConfig turns a consumer entry into the client's consumer settings:
-// the queue is declared at Start with the entry's max_retries,
-// retry_delay_ms and priority.
+// ConsumerConfig turns a consumer entry into the client's consumer settings.
+// The queue is declared at Start with the settings the entry sets
+// (max_retries, retry_delay_ms, lease_timeout_ms, priority) and only those:
+// a setting the entry leaves out keeps the queue's stored value, and a new
+// queue gets the defaults. An entry that sets none does not declare.
 func (c Consumer) ConsumerConfig(h pgflow.Handler) pgflow.ConsumerConfig {
-	decl := pgflow.QueueConfig{Name: c.QueueName, MaxRetries: c.MaxRetries, RetryDelay: c.RetryDelay}
+	cc := pgflow.ConsumerConfig{Queue: c.QueueName, Workers: c.Workers, Handler: h, Timeout: c.Timeout}
+	decl := pgflow.QueueConfig{Name: c.QueueName}
+	if c.MaxRetries != nil {
+		decl.MaxRetries = pgflow.Set(*c.MaxRetries)
+	}
+	if c.RetryDelay != nil {
+		decl.RetryDelay = pgflow.Set(*c.RetryDelay)
+	}
+	if c.LeaseTimeout != nil {
+		decl.LeaseTimeout = pgflow.Set(*c.LeaseTimeout)
+	}
 	if c.Priority != nil {
-		decl.Priority = *c.Priority
+		decl.Priority = pgflow.Set(*c.Priority)
 	}
-	if decl.RetryDelay == 0 {
-		decl.RetryDelay = 1 // the core treats 0 as "default"; 1ns rounds to 0 ms
+	if decl != (pgflow.QueueConfig{Name: c.QueueName}) {
+		cc.Declare = &decl
 	}
-	return pgflow.ConsumerConfig{Queue: c.QueueName, Workers: c.Workers, Handler: h, Declare: &decl}
+	return cc
 }
 
-// ProducerConfig turns a producer entry into a producer's settings.
+// ProducerConfig turns a producer entry into a producer's settings; unset
+// max_retries and retry_delay_ms take DefaultMaxRetries and
+// DefaultRetryDelayMs.
 func (p Producer) ProducerConfig() producer.Config {
-	return producer.Config{
+	pc := producer.Config{
 		Queue:      p.QueueName,
 		Workers:    p.Workers,
-		MaxRetries: p.MaxRetries,
-		RetryDelay: p.RetryDelay,
+		MaxRetries: DefaultMaxRetries,
+		RetryDelay: DefaultRetryDelayMs * time.Millisecond,
 		Priority:   p.Priority,
 	}
+	if p.MaxRetries != nil {
+		pc.MaxRetries = *p.MaxRetries
+	}
+	if p.RetryDelay != nil {
+		pc.RetryDelay = *p.RetryDelay
+	}
+	return pc
 }
 
 // Connect opens a client on the file's database and schema. base supplies

@@ -41,11 +41,13 @@ var kinds = [...]pgflow.EventKind{
 //	pgflow.messages.<event>   counter per event kind ({message}), attribute queue
 //	pgflow.handler.duration   histogram (s), attributes queue, outcome
 //	pgflow.queue.wait         histogram (s), attribute queue
+//	pgflow.queue.settings_changed  counter ({declaration}), attribute queue
 type Metrics struct {
 	meter     metric.Meter
 	counters  [len(kinds)]metric.Int64Counter
 	handler   metric.Float64Histogram
 	queueWait metric.Float64Histogram
+	changes   metric.Int64Counter // queue_changed: not a message kind
 
 	queues sync.Map // queue -> *queueOpts
 }
@@ -78,6 +80,10 @@ func NewMetrics(opts ...Option) (*Metrics, error) {
 	}
 	if m.queueWait, err = m.meter.Float64Histogram("pgflow.queue.wait", metric.WithUnit("s"), buckets,
 		metric.WithDescription("How long messages waited between becoming visible and being claimed.")); err != nil {
+		return nil, err
+	}
+	if m.changes, err = m.meter.Int64Counter("pgflow.queue.settings_changed", metric.WithUnit("{declaration}"),
+		metric.WithDescription("Declarations that changed a queue's stored settings.")); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -122,6 +128,8 @@ func (m *Metrics) Observe(e pgflow.Event) {
 		break
 	}
 	switch e.Kind {
+	case pgflow.EventQueueChanged:
+		m.changes.Add(ctx, 1, o.add...)
 	case pgflow.EventReceived:
 		m.queueWait.Record(ctx, max(e.QueueWait.Seconds(), 0), o.wait...)
 	case pgflow.EventCompleted:

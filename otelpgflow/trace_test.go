@@ -73,7 +73,7 @@ func publishAndConsume(t *testing.T, producer, consumer *process, handlerErr err
 			got <- baggage.FromContext(ctx).Member("tenant").Value()
 			return handlerErr
 		}),
-		Declare: &pgflow.QueueConfig{MaxRetries: 0},
+		Declare: &pgflow.QueueConfig{MaxRetries: pgflow.Set(0)},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -335,7 +336,8 @@ func (p *Producer) write(batch []*request) {
 		}
 		p.retries.Add(1)
 		d := p.retry.Delay(attempt + 1)
-		p.cfg.Logger.Warn("producer: publish failed on a transient error; retrying", "messages", len(batch), "retry", attempt+1, "of", p.cfg.MaxRetries, "in", d, "err", err)
+		p.cfg.Logger.Warn("producer: publish failed on a transient error; retrying", "messages", len(batch), "retry", attempt+1, "of", p.cfg.MaxRetries, "in", d,
+			"may_have_committed", mayHaveCommitted(err), "err", err)
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
@@ -367,10 +369,21 @@ func answerAll(batch []*request, id int64, err error) {
 	}
 }
 
-// Transient reports whether err is worth retrying: lost or refused
-// connections, timeouts, serialization failures and deadlocks, a server
-// shutting down or out of resources. Input errors and other SQL errors are
-// not.
+// Transient reports whether err is worth retrying. It is true for every
+// failure of the connection rather than of the statement: a closed or reset
+// connection, EOF, network and dial errors, a refused connection, a server
+// shutting down, crashing or starting up (57P01, 57P02, 57P03), idle-session
+// timeouts (57P05, 25P03), SQLSTATE class 08; for serialization failures and
+// deadlocks (40001, 40P01), lock timeouts (55P03) and a server out of
+// resources (class 53); and for the timeout of one write attempt
+// (context.DeadlineExceeded, pgconn.Timeout). Input errors, context.Canceled
+// and every other SQL error (a constraint, bad data, a missing table) are
+// permanent.
+//
+// A producer never hands a caller's context to a write: each attempt runs on
+// a context of its own bounded by WriteTimeout, so a deadline seen here is
+// that attempt's; a caller whose own context ended is answered with that
+// context's error and its message is not written again.
 func Transient(err error) bool {
 	if err == nil {
 		return false
@@ -379,18 +392,49 @@ func Transient(err error) bool {
 	if errors.As(err, &ie) || errors.Is(err, context.Canceled) {
 		return false
 	}
+	// A server error decides by its code, even inside a connect error (a
+	// wrong password is not worth retrying; "starting up" is).
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		switch pgErr.Code {
-		case "40001", "40P01", "55P03", "57P01", "57P02", "57P03":
-			return true
-		}
-		return len(pgErr.Code) == 5 && (pgErr.Code[:2] == "08" || pgErr.Code[:2] == "53")
+		return transientCode(pgErr.Code)
 	}
 	var netErr net.Error
 	var connectErr *pgconn.ConnectError
-	return pgconn.SafeToRetry(err) || pgconn.Timeout(err) ||
-		errors.Is(err, context.DeadlineExceeded) ||
-		errors.As(err, &netErr) || errors.As(err, &connectErr) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
+	switch {
+	case errors.Is(err, pgconn.ErrConnClosed), errors.Is(err, net.ErrClosed),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE),
+		errors.As(err, &netErr), errors.As(err, &connectErr),
+		pgconn.SafeToRetry(err), pgconn.Timeout(err),
+		errors.Is(err, context.DeadlineExceeded):
+		return true
+	}
+	return false
+}
+
+// mayHaveCommitted reports whether a failed write's transaction may still
+// have committed: the connection failed at a point where COMMIT may have
+// been sent. A server error (the server answered), a failed connection
+// attempt or a failure before anything was sent rules that out.
+func mayHaveCommitted(err error) bool {
+	var pgErr *pgconn.PgError
+	var connectErr *pgconn.ConnectError
+	return !errors.As(err, &pgErr) && !errors.As(err, &connectErr) && !pgconn.SafeToRetry(err)
+}
+
+// transientCode reports whether a SQLSTATE names a failure worth retrying.
+func transientCode(code string) bool {
+	switch code {
+	case "40001", // serialization_failure
+		"40P01", // deadlock_detected
+		"55P03", // lock_not_available
+		"57P01", // admin_shutdown
+		"57P02", // crash_shutdown
+		"57P03", // cannot_connect_now (starting up, shutting down)
+		"57P05", // idle_session_timeout
+		"25P03": // idle_in_transaction_session_timeout
+		return true
+	}
+	return len(code) == 5 && (code[:2] == "08" || code[:2] == "53")
 }

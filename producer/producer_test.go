@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -218,24 +222,87 @@ func TestDefaultPriorityAndClose(t *testing.T) {
 	}
 }
 
+// safeToRetry is an error that says whether it happened before anything
+// was sent, as pgconn's errors do.
+type safeToRetry bool
+
+func (e safeToRetry) Error() string     { return fmt.Sprintf("safe to retry: %v", bool(e)) }
+func (e safeToRetry) SafeToRetry() bool { return bool(e) }
+
 func TestTransient(t *testing.T) {
+	wrap := func(err error) error { return fmt.Errorf("pgflow: publish batch: %w", err) }
+	pg := func(code string) error { return wrap(&pgconn.PgError{Severity: "FATAL", Code: code}) }
+	// Errors the driver builds itself, from real connections.
+	ctx := context.Background()
+	_, refused := pgconn.Connect(ctx, "postgres://postgres@127.0.0.1:1/postgres?connect_timeout=5")
+	cfg, err := pgconn.ParseConfig(pgflowtest.DatabaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Database = "pgflow_no_such_database"
+	_, noDB := pgconn.ConnectConfig(ctx, cfg)
+	conn, err := pgconn.Connect(ctx, pgflowtest.DatabaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	_, timedOut := conn.Exec(short, "SELECT pg_sleep(5)").ReadAll()
+	cancel()
+	_ = conn.Close(ctx)
+	_, closed := conn.Exec(ctx, "SELECT 1").ReadAll()
+	var connectErr *pgconn.ConnectError
+	if !errors.As(refused, &connectErr) || !errors.As(noDB, &connectErr) || !pgconn.Timeout(timedOut) || !errors.Is(closed, pgconn.ErrConnClosed) {
+		t.Fatalf("driver errors not of the expected kinds: %v / %v / %v / %v", refused, noDB, timedOut, closed)
+	}
+
 	for _, tc := range []struct {
+		name string
 		err  error
 		want bool
 	}{
-		{&pgconn.PgError{Code: "40001"}, true},
-		{&pgconn.PgError{Code: "57P01"}, true},
-		{&pgconn.PgError{Code: "08006"}, true},
-		{&pgconn.PgError{Code: "53300"}, true},
-		{&pgconn.PgError{Code: "23505"}, false},
-		{&pgconn.PgError{Code: "42P01"}, false},
-		{context.DeadlineExceeded, true},
-		{context.Canceled, false},
-		{&pgflow.InputError{Kind: pgflow.ErrInvalidPayload}, false},
-		{errors.New("something else"), false},
+		{"conn closed", wrap(pgconn.ErrConnClosed), true},
+		{"conn closed from the driver", closed, true},
+		{"EOF", wrap(io.EOF), true},
+		{"unexpected EOF", wrap(io.ErrUnexpectedEOF), true},
+		{"net.ErrClosed", wrap(net.ErrClosed), true},
+		{"net.OpError", wrap(&net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}), true},
+		{"ECONNRESET", wrap(syscall.ECONNRESET), true},
+		{"ECONNREFUSED", wrap(syscall.ECONNREFUSED), true},
+		{"ECONNABORTED", wrap(syscall.ECONNABORTED), true},
+		{"EPIPE", wrap(os.NewSyscallError("write", syscall.EPIPE)), true},
+		{"connect error (refused)", wrap(refused), true},
+		{"safe to retry", wrap(safeToRetry(true)), true},
+		{"attempt timed out (pgconn.Timeout)", wrap(timedOut), true},
+		{"attempt deadline", wrap(context.DeadlineExceeded), true},
+		{"08006 connection failure", pg("08006"), true},
+		{"08001 cannot connect", pg("08001"), true},
+		{"08P01 protocol violation", pg("08P01"), true},
+		{"57P01 admin shutdown", pg("57P01"), true},
+		{"57P02 crash shutdown", pg("57P02"), true},
+		{"57P03 cannot connect now", pg("57P03"), true},
+		{"57P05 idle session timeout", pg("57P05"), true},
+		{"25P03 idle in transaction timeout", pg("25P03"), true},
+		{"40001 serialization failure", pg("40001"), true},
+		{"40P01 deadlock", pg("40P01"), true},
+		{"53300 too many connections", pg("53300"), true},
+		{"53100 disk full", pg("53100"), true},
+		{"55P03 lock not available", pg("55P03"), true},
+		{"57P03 inside a connect error", wrap(fmt.Errorf("failed to connect: %w", &pgconn.PgError{Code: "57P03"})), true},
+
+		{"nil", nil, false},
+		{"23505 unique violation", pg("23505"), false},
+		{"22P02 invalid text", pg("22P02"), false},
+		{"23514 check violation", pg("23514"), false},
+		{"42P01 undefined table", pg("42P01"), false},
+		{"57014 query canceled", pg("57014"), false},
+		{"3D000 inside a connect error", wrap(noDB), false},
+		{"input error", wrap(&pgflow.InputError{Kind: pgflow.ErrInvalidPayload, Field: "payload", Reason: "bad"}), false},
+		{"caller cancelled", wrap(context.Canceled), false},
+		{"not safe to retry alone", wrap(safeToRetry(false)), false},
+		{"something else", errors.New("something else"), false},
 	} {
 		if got := producer.Transient(tc.err); got != tc.want {
-			t.Errorf("Transient(%v) = %v, want %v", tc.err, got, tc.want)
+			t.Errorf("%s: Transient(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
 		}
 	}
 }

@@ -29,6 +29,8 @@ type EventCollector struct {
 	counters  map[pgflow.EventKind]*prometheus.CounterVec
 	handler   *prometheus.HistogramVec
 	queueWait *prometheus.HistogramVec
+	// changes counts queue_changed events: not messages, so not in kinds.
+	changes *prometheus.CounterVec
 
 	queues sync.Map // queue name -> *queueInstruments
 }
@@ -107,6 +109,11 @@ func NewEventCollector(opts EventOptions) *EventCollector {
 		Buckets:     buckets,
 		ConstLabels: opts.ConstLabels,
 	}, []string{"queue"})
+	ec.changes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Name: "queue_settings_changed_total",
+		Help:        "Declarations that changed a queue's stored settings (each is logged with the old and new values).",
+		ConstLabels: opts.ConstLabels,
+	}, []string{"queue"})
 	return ec
 }
 
@@ -133,6 +140,10 @@ func (ec *EventCollector) Hook() pgflow.EventHook { return ec.Observe }
 // Observe records one event. It does not allocate once the queue has been
 // seen.
 func (ec *EventCollector) Observe(e pgflow.Event) {
+	if e.Kind == pgflow.EventQueueChanged {
+		ec.changes.WithLabelValues(e.Queue).Inc()
+		return
+	}
 	qi := ec.instruments(e.Queue)
 	switch e.Kind {
 	case pgflow.EventPublished:
@@ -181,6 +192,7 @@ func (ec *EventCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 	ec.handler.Describe(ch)
 	ec.queueWait.Describe(ch)
+	ec.changes.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -190,4 +202,5 @@ func (ec *EventCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ec.handler.Collect(ch)
 	ec.queueWait.Collect(ch)
+	ec.changes.Collect(ch)
 }

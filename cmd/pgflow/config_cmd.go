@@ -60,13 +60,22 @@ handler names are checked against that list too. Exits 2 on problems.`,
 			return fmt.Sprint(*p)
 		}
 		for _, p := range cfg.Producers {
-			fmt.Fprintf(tw, "producer\t%s\t%s\t%d\t%d\t%v\t%s\t-\n", p.Name, p.QueueName, p.Workers, p.MaxRetries, p.RetryDelay, prio(p.Priority))
+			pc := p.ProducerConfig() // the producer's defaults applied
+			fmt.Fprintf(tw, "producer\t%s\t%s\t%d\t%d\t%v\t%s\t-\n", p.Name, p.QueueName, p.Workers, pc.MaxRetries, pc.RetryDelay, prio(p.Priority))
 		}
+		// A consumer's unset settings are "-": the queue keeps its own.
 		for _, c := range cfg.Consumers {
-			fmt.Fprintf(tw, "consumer\t%s\t%s\t%d\t%d\t%v\t%s\t%s\n", c.Name, c.QueueName, c.Workers, c.MaxRetries, c.RetryDelay, prio(c.Priority), c.Handler)
+			fmt.Fprintf(tw, "consumer\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", c.Name, c.QueueName, c.Workers, opt(c.MaxRetries), opt(c.RetryDelay), prio(c.Priority), c.Handler)
 		}
 		return tw.Flush()
 	},
+}
+
+func opt[T any](v *T) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprint(*v)
 }
 
 func init() {

@@ -25,7 +25,7 @@ func TestConfigCheck(t *testing.T) {
 		return out.String(), err
 	}
 	out, err := run("config", "check", good, "--handlers", "handle_a")
-	if err != nil || !strings.Contains(out, "consumer  c     q      1        3            1s           -         handle_a") {
+	if err != nil || !strings.Contains(out, "consumer  c     q      1        -            -            -         handle_a") {
 		t.Fatalf("good file: %v\n%s", err, out)
 	}
 	out, err = run("config", "check", good, "--json")

@@ -397,7 +397,7 @@ func (r *Runner) clients(ctx context.Context, workers int, rec *recorder) (cons,
 		}
 	}
 	// Create the queue up front, as River's queue exists by configuration.
-	if err := pub.DeclareQueue(ctx, pgflow.DefaultQueueConfig(Queue)); err != nil {
+	if err := pub.DeclareQueue(ctx, pgflow.QueueConfig{Name: Queue}); err != nil {
 		return nil, nil, err
 	}
 	return cons, pub, nil

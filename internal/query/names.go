@@ -4,7 +4,7 @@ package query
 // sql/*.sql. Other areas keep their constants in names_<area>.go.
 const (
 	EnsureQueue          = "EnsureQueue"
-	UpsertQueue          = "UpsertQueue"
+	UpdateQueue          = "UpdateQueue"
 	GetQueue             = "GetQueue"
 	ListQueueDefinitions = "ListQueueDefinitions"
 	SetQueuePaused       = "SetQueuePaused"

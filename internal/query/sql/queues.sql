@@ -1,28 +1,40 @@
 -- Queue definitions.
 
 -- name: EnsureQueue
--- Creates a queue with default settings if it does not exist yet. Returns a
+-- Creates a queue with default settings if it does not exist yet. The
+-- columns' defaults are the only defaults of queue settings: a queue created
+-- on first publish and one declared with unset fields get the same. Returns a
 -- row only when this statement created it: no row means the queue exists and
 -- is committed (ON CONFLICT waits for a concurrent creator to finish).
 INSERT INTO {{schema}}.pgflow_queues (queue_name) VALUES ($1)
 ON CONFLICT (queue_name) DO NOTHING
 RETURNING queue_name;
 
--- name: UpsertQueue
--- $1 name, $2 max_retries, $3 retry_delay_ms, $4 max_retry_delay_ms, $5 lease_ms, $6 priority
-INSERT INTO {{schema}}.pgflow_queues AS q
-    (queue_name, max_retries, retry_delay_ms, max_retry_delay_ms, lease_ms, priority)
-VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (queue_name) DO UPDATE SET
-    max_retries = EXCLUDED.max_retries,
-    retry_delay_ms = EXCLUDED.retry_delay_ms,
-    max_retry_delay_ms = EXCLUDED.max_retry_delay_ms,
-    lease_ms = EXCLUDED.lease_ms,
-    priority = EXCLUDED.priority,
+-- name: UpdateQueue
+-- Applies a declaration to an existing queue: $2 max_retries, $3
+-- retry_delay_ms, $4 max_retry_delay_ms, $5 lease_ms, $6 priority, each NULL
+-- when the declaration leaves it unset (the stored value stays). Returns the
+-- old and the new values, or no row when nothing changes. The subquery locks
+-- the row first, so the old values are the ones this update replaces even
+-- when declarations race.
+UPDATE {{schema}}.pgflow_queues AS q SET
+    max_retries = coalesce($2, o.max_retries),
+    retry_delay_ms = coalesce($3, o.retry_delay_ms),
+    max_retry_delay_ms = coalesce($4, o.max_retry_delay_ms),
+    lease_ms = coalesce($5, o.lease_ms),
+    priority = coalesce($6, o.priority),
     updated_at = now()
-WHERE (q.max_retries, q.retry_delay_ms, q.max_retry_delay_ms, q.lease_ms, q.priority)
+FROM (SELECT queue_name, max_retries, retry_delay_ms, max_retry_delay_ms, lease_ms, priority
+      FROM {{schema}}.pgflow_queues
+      WHERE queue_name = $1
+      FOR UPDATE) AS o
+WHERE q.queue_name = o.queue_name
+  AND (o.max_retries, o.retry_delay_ms, o.max_retry_delay_ms, o.lease_ms, o.priority)
       IS DISTINCT FROM
-      (EXCLUDED.max_retries, EXCLUDED.retry_delay_ms, EXCLUDED.max_retry_delay_ms, EXCLUDED.lease_ms, EXCLUDED.priority);
+      (coalesce($2, o.max_retries), coalesce($3, o.retry_delay_ms), coalesce($4, o.max_retry_delay_ms),
+       coalesce($5, o.lease_ms), coalesce($6, o.priority))
+RETURNING o.max_retries, o.retry_delay_ms, o.max_retry_delay_ms, o.lease_ms, o.priority,
+          q.max_retries, q.retry_delay_ms, q.max_retry_delay_ms, q.lease_ms, q.priority;
 
 -- name: GetQueue
 SELECT queue_name, max_retries, retry_delay_ms, max_retry_delay_ms, lease_ms, priority, paused, created_at, updated_at

@@ -1,0 +1,133 @@
+package config_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pgflow-go/pgflow"
+	"github.com/pgflow-go/pgflow/config"
+	"github.com/pgflow-go/pgflow/pgflowtest"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startService parses src (a consumers block) for db's schema and starts
+// its consumers on a client of its own, stopped when the test ends.
+func startService(t *testing.T, db *pgflowtest.DB, logs *lockedBuffer, src string) *pgflow.Client {
+	t.Helper()
+	ctx := context.Background()
+	cfg, err := config.Parse([]byte("database_url: "+db.URL+"\nschema: "+db.Schema+"\n"+src), "pgflow.yaml",
+		config.Options{Handlers: handlers, LookupEnv: env(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}}))
+	client, err := pgflow.New(db.Pool, pgflow.Config{Schema: db.Schema, Logger: logger, DisableStatsCounters: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := config.NewService(client, cfg, handlers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = svc.Stop(context.Background())
+		_ = client.Close(context.Background())
+	})
+	return client
+}
+
+// A consumer entry that does not set a queue setting leaves it as stored:
+// a file without lease_timeout_ms no longer resets a 5-minute lease to the
+// default when its service starts. What the entry sets is declared, and the
+// change is logged.
+func TestConsumerEntryKeepsSettingsItDoesNotSet(t *testing.T) {
+	t.Parallel()
+	db := pgflowtest.New(t)
+	ctx := context.Background()
+	admin, err := pgflow.New(db.Pool, pgflow.Config{Schema: db.Schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.DeclareQueue(ctx, pgflow.QueueConfig{Name: "jobs", LeaseTimeout: pgflow.Set(5 * time.Minute), MaxRetries: pgflow.Set(3)}); err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	startService(t, db, &logs, "consumers:\n  jobs:\n    queue_name: jobs\n    handler: handle_a\n    max_retries: 0\n")
+	q, err := admin.Queue(ctx, "jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.LeaseTimeout != 5*time.Minute || q.MaxRetries != 0 || q.RetryDelay != time.Second {
+		t.Fatalf("stored lease %v, max_retries %d, retry_delay %v; want 5m0s, 0, 1s", q.LeaseTimeout, q.MaxRetries, q.RetryDelay)
+	}
+	if want := `level=WARN msg="pgflow: queue settings changed" queue=jobs max_retries="3 -> 0"`; !strings.Contains(logs.String(), want) {
+		t.Fatalf("log\n%s\nlacks\n%s", logs.String(), want)
+	}
+}
+
+// A file's lease_timeout_ms is declared, and a queue a file declares without
+// settings gets the same defaults as one created on first publish or
+// declared in Go.
+func TestFileDeclaredQueues(t *testing.T) {
+	t.Parallel()
+	db := pgflowtest.New(t)
+	ctx := context.Background()
+	var logs lockedBuffer
+	c := startService(t, db, &logs, "consumers:\n  a:\n    queue_name: from_file\n    handler: handle_a\n"+
+		"  b:\n    queue_name: leased\n    handler: handle_b\n    lease_timeout_ms: 300000\n    timeout_ms: 60000\n")
+	if _, err := c.Publish(ctx, "auto", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "declared"}); err != nil {
+		t.Fatal(err)
+	}
+	show := func(name string) string {
+		q, err := c.Queue(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(q.MaxRetries, q.RetryDelay, q.MaxRetryDelay, q.LeaseTimeout, q.Priority)
+	}
+	want := show("auto")
+	for _, name := range []string{"from_file", "declared"} {
+		if got := show(name); got != want {
+			t.Errorf("%s: %s, auto-created: %s", name, got, want)
+		}
+	}
+	if got := show("leased"); got != "3 1s 5m0s 5m0s 0" {
+		t.Errorf("leased: %s, want 3 1s 5m0s 5m0s 0", got)
+	}
+	if logs.String() != "" {
+		t.Errorf("creating queues logged:\n%s", logs.String())
+	}
+}
