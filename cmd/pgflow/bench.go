@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pgflow-go/pgflow/internal/bench"
+	"github.com/pgflow-go/pgflow/cmd/pgflow/internal/bench"
 )
 
 var benchCfg = bench.DefaultConfig()
