@@ -1,4 +1,4 @@
-// Package centralcloud is the guide's CentralCloud service: it consumes the
+// Package centralcloud is the example's CentralCloud service: it consumes the
 // instances' proposals, execution metrics and discovered patterns, and
 // publishes consensus results, rollback triggers (high priority) and safety
 // profile updates back to the instance concerned.

@@ -1,4 +1,4 @@
-// Package demo runs the guide's two services end to end in one process:
+// Package demo runs the example's two services end to end in one process:
 // CentralCloud and N Singularity instances, each its own pgflow client
 // configured from its pgflow.yaml, exchanging the six queues through one
 // PostgreSQL schema. It counts every message through the clients' event

@@ -1,4 +1,4 @@
-// Package singularity is the guide's Singularity service, of which many
+// Package singularity is the example's Singularity service, of which many
 // instances run. Each instance's agents propose code changes to CentralCloud
 // for consensus; an approved change is applied and its execution metrics go
 // to Guardian, and a change that worked becomes a discovered pattern for the
