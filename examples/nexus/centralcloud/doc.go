@@ -3,6 +3,8 @@
 // publishes consensus results, rollback triggers (high priority) and safety
 // profile updates back to the instance concerned.
 //
+// # Roles
+//
 //   - Consensus: every proposal is recorded and decided by a vote of the
 //     known instances over their recent metrics for the proposal's agent type
 //     and the agent type's safety profile.
@@ -11,6 +13,8 @@
 //     a warning at normal priority.
 //   - Aggregator: patterns' success rates tune each agent type's safety
 //     profile, broadcast to every instance when it changes.
+//
+// # Bad input
 //
 // Every payload is validated; an invalid one is returned as
 // pgflow.Permanent and lands in the dead-letter queue with the reason.
