@@ -32,8 +32,9 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
-// Build against the pgflow modules of this repository (as go.work does);
-// needed by go mod tidy and GOWORK=off, which scripts/test uses.
+// Build against the pgflow modules of this repository, as go.work does;
+// go mod tidy and GOWORK=off (scripts/test) need these lines. A release
+// requires tagged versions instead: go install ...@version refuses replace.
 replace (
 	github.com/pgflow-go/pgflow => ../..
 	github.com/pgflow-go/pgflow/config => ../../config
