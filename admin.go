@@ -14,9 +14,8 @@ import (
 	"github.com/pgflow-go/pgflow/internal/query"
 )
 
-// The monitoring calls of the guide's "Monitoring PgFlow" section:
-// ListQueues, QueueStats (get_queue_stats), ListPending
-// (list_pending_messages), and the DLQ calls in dlq.go. They only read,
+// The monitoring calls: ListQueues, QueueStats, ListPending, ListInFlight,
+// and the DLQ calls in dlq.go. They only read,
 // except PauseQueue and ResumeQueue.
 
 // ListQueues returns every queue's stored definition, by name.

@@ -104,8 +104,7 @@ type DLQPage struct {
 	NextCursor string
 }
 
-// ListDLQ lists dead-lettered messages, newest first, paged with a cursor
-// (the guide's list_dlq_messages).
+// ListDLQ lists dead-lettered messages, newest first, paged with a cursor.
 func (c *Client) ListDLQ(ctx context.Context, o DLQListOptions) (DLQPage, error) {
 	limit, err := pageLimit(o.Limit)
 	if err != nil {
@@ -224,8 +223,7 @@ type RedriveResult struct {
 const defaultChunk = 500
 
 // RedriveDLQ moves the selected dead-letter messages back to their source
-// queues (the guide's retry_dlq_message, for one id, a filtered set or a
-// whole queue). Each message moves in one statement with its chunk: it is
+// queues: one id, a filtered set or a whole queue. Each message moves in one statement with its chunk: it is
 // deleted from the DLQ and inserted into its queue together, so it is never
 // in both or in neither, even with consumers and other redrives running.
 // The message starts fresh (retry_count 0, visible now) with its id,
@@ -340,8 +338,7 @@ type PurgeResult struct {
 	NotFound []int64
 }
 
-// PurgeDLQ deletes the selected dead-letter messages for good (the guide's
-// purge_dlq), in chunks, and returns how many went. Like RedriveDLQ it only
+// PurgeDLQ deletes the selected dead-letter messages for good, in chunks, and returns how many went. Like RedriveDLQ it only
 // considers messages in the DLQ when it starts, and refuses an empty filter
 // unless All is set.
 func (c *Client) PurgeDLQ(ctx context.Context, f DLQFilter) (PurgeResult, error) {

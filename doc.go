@@ -1,28 +1,141 @@
 // Package pgflow is a durable message queue on PostgreSQL.
 //
-// Messages live in the tables pgflow_queues, pgflow_messages and pgflow_dlq
-// of a schema you create with `pgflow init` (or migrate.Up). A message is
-// committed before Publish returns, or with your own transaction when you use
-// PublishTx, and leaves pgflow_messages only when a handler succeeded or when
-// it moves to the dead-letter queue in the same statement that removes it.
+// Messages are rows in the tables pgflow_queues, pgflow_messages and
+// pgflow_dlq of a schema you create with `pgflow init` (or migrate.Up). There
+// is no broker: a message is committed before Publish returns, or with your
+// own transaction when you use PublishTx, and it leaves pgflow_messages only
+// when a handler succeeded or when it moves to the dead-letter queue in the
+// same statement that removes it. The module needs only pgx; the CLI
+// (cmd/pgflow), the YAML configuration (config), Prometheus (promflow) and
+// OpenTelemetry (otelpgflow) live in modules of their own.
 //
-// Consumers claim messages in batches with FOR UPDATE SKIP LOCKED and hold a
-// lease (locked_by, locked_until) rather than a transaction while handlers
-// run; heartbeats extend the lease of long handlers, and an expired lease
-// (a consumer that crashed or hung) makes the message available again and
-// counts as a failed attempt. Failed messages are retried with exponential
-// backoff and jitter (retry_delay_ms · 2^(n-1), capped) until the queue's
-// max_retries, then dead-lettered with every attempt's error.
+// # Quick start
 //
-// Idle consumers are woken by LISTEN/NOTIFY within milliseconds of a publish,
-// with polling as the fallback (and the only mechanism in PollOnly mode, for
-// PgBouncer in transaction pooling).
+// Create the tables once with `pgflow init` (or migrate.Up(ctx, pool,
+// "public") in code; both are safe to run again and from several processes),
+// then publish and consume with one Client:
 //
-// Delivery is at least once: a handler may see a message again after a crash,
-// so handlers should be idempotent, or acknowledge inside their own
-// transaction with AckTx so their writes and the acknowledgement commit
-// together. (Claims commit without waiting for their WAL flush: a claim lost
-// in a database server crash makes its messages available again at once, and
-// a handler still running that lost delivery may then acknowledge or fail
-// the next one. Acks, retries and publishes wait for their flush.)
+//	client, err := pgflow.Connect(ctx, os.Getenv("PGFLOW_DATABASE_URL"), pgflow.Config{})
+//	if err != nil {
+//		return err
+//	}
+//	defer client.Close(ctx)
+//
+//	err = client.Consume(pgflow.ConsumerConfig{
+//		Queue:   "emails",
+//		Workers: 4,
+//		Handler: func(ctx context.Context, m *pgflow.Message) error {
+//			var e Email
+//			if err := m.Decode(&e); err != nil {
+//				return pgflow.Permanent(err) // malformed: straight to the DLQ
+//			}
+//			return send(ctx, e) // an error retries with backoff
+//		},
+//	})
+//	if err != nil {
+//		return err
+//	}
+//	if err := client.Start(ctx); err != nil {
+//		return err
+//	}
+//	id, err := client.Publish(ctx, "emails", Email{To: "ops@example.com"})
+//
+// Connect owns its pool; New uses a *pgxpool.Pool you already have. The
+// runnable examples (Example, ExampleClient_PublishTx, …) show each call with
+// its output. Queues are created on first use with DefaultQueueConfig's
+// settings (3 retries, 1 s first retry delay, 30 s lease) unless
+// Config.StrictQueues asks for DeclareQueue first.
+//
+// # Publishing
+//
+// Publish commits one message and returns its id; PublishTx writes it in the
+// caller's transaction, so it becomes visible when that transaction commits
+// and vanishes if it rolls back (the outbox pattern without an outbox);
+// PublishBatch and PublishBatchTx write many at once, all or none. Payloads
+// are JSON: a value is marshalled with encoding/json, []byte and
+// json.RawMessage must already hold JSON. Options set the priority
+// (WithPriority: higher first), a delay (WithDelay, WithVisibleAt), headers
+// (WithHeader, WithHeaders) and a deduplication key (WithDedupKey: while a
+// message with the same key is queued or in flight on the queue, publishing
+// again returns its id and writes nothing).
+//
+// Bad input is refused before anything is written, with an *InputError that
+// matches a sentinel (errors.Is(err, ErrInvalidPayload), ErrPayloadTooLarge,
+// ErrInvalidQueueName, …). For high publish rates with retries on transient
+// database errors, the producer package group-commits publishes.
+//
+// # Consuming
+//
+// Consume registers a Handler for one queue before Start; Workers handlers
+// run at once, fed by claims of up to MaxBatch messages taken with
+// FOR UPDATE SKIP LOCKED, so any number of processes can consume the same
+// queue. A handler returning nil acknowledges the message (it is deleted);
+// acknowledgements are batched. AckTx acknowledges inside the handler's own
+// transaction, so its writes and the acknowledgement commit together.
+//
+// Idle consumers are woken by LISTEN/NOTIFY within milliseconds of a
+// publish, with polling (Config.PollInterval) as the fallback and the only
+// mechanism in PollOnly mode, for PgBouncer in transaction pooling. PauseQueue
+// and ResumeQueue stop and restart claiming on every instance.
+//
+// Stop stops claiming, lets running handlers finish until its context is
+// done, then cancels the rest and hands their messages back so that another
+// consumer takes them at once; Close does the same and closes the pool when
+// the client owns it.
+//
+// # Retries and the dead-letter queue
+//
+// A handler error schedules a retry after retry_delay · 2^(n-1) (drawn from
+// [d/2, d], capped at the queue's MaxRetryDelay), until the queue's
+// MaxRetries: a message is delivered at most MaxRetries+1 times. Permanent(err)
+// dead-letters at once; RetryAfter(d, err) chooses the delay and still counts
+// the attempt. A panic is recovered and recorded as a *PanicError with its
+// stack. A message out of retries moves to pgflow_dlq with its payload,
+// headers, source queue, original id, attempt count and every attempt's
+// error (DLQMessage.Errors).
+//
+// ListDLQ, CountDLQ and DLQMessage read the dead-letter queue; RedriveDLQ
+// moves selected messages back to their queue (fresh attempts, same id and
+// payload), PurgeDLQ deletes them. Both take a DLQFilter (ids, queue, time
+// range, error text, priority, or All) and work in chunks, atomically per
+// message.
+//
+// # Leases and crashes
+//
+// A claimed message is leased to its consumer (locked_by, locked_until)
+// rather than locked by an open transaction. While a handler runs, its
+// process extends the lease every third of the queue's LeaseTimeout. When a
+// process dies or freezes, its leases run out and the rescuer (every
+// Config.RescueInterval, in every started client) makes those messages available
+// again; an expiry counts as a failed attempt, so a message that kills its
+// process still ends in the DLQ. A handler whose lease was taken over sees
+// its context cancelled with cause ErrLeaseLost, and its outcome is not
+// recorded.
+//
+// Delivery is therefore at least once: a handler may see a message again
+// after a crash, so handlers should be idempotent, or acknowledge with AckTx.
+// Claims commit without waiting for their WAL flush: a claim lost in a
+// database server crash makes its messages available again at once, and a
+// handler still running that lost delivery may then acknowledge or fail the
+// next one. Acknowledgements, retries and publishes wait for their flush.
+//
+// # Operating
+//
+// ListQueues, QueueStats and AllQueueStats report depth by state, the DLQ
+// size, the oldest ready message's age and handled/failed counts over
+// StatsWindows; ListPending and ListInFlight page through a queue's messages
+// in claim order and by lease expiry. The pgflow CLI (module
+// github.com/pgflow-go/pgflow/cmd/pgflow) runs the same calls from a shell
+// and serves metrics and a dashboard. Config.Hooks receive every lifecycle
+// Event (published, received, completed, retried, dead_lettered,
+// lease_expired, redriven, purged) on the goroutine that caused it: promflow
+// turns them into Prometheus counters and histograms (and reads queue gauges
+// from the database at scrape time), otelpgflow into OpenTelemetry traces
+// and metrics.
+//
+// # Testing
+//
+// The pgflowtest package gives each test a fresh, migrated schema on a real
+// PostgreSQL, dropped when the test ends, so tests run in parallel and leave
+// nothing behind.
 package pgflow

@@ -245,7 +245,7 @@ func TestNilHandlersSkipsTheCheck(t *testing.T) {
 	}
 }
 
-// The example's files are the guide's two configuration blocks.
+// The nexus example's two configuration files.
 func TestGuideFiles(t *testing.T) {
 	names := func(ns ...string) config.Handlers {
 		h := config.Handlers{}

@@ -1,5 +1,9 @@
-// Package config loads a pgflow service's queues from a YAML file, validates
-// it before anything connects, and wires it to a client.
+// Package config loads a pgflow service's queues from a YAML file
+// (pgflow.yaml), validates it before anything connects, and wires it to a
+// client. It is a module of its own (github.com/pgflow-go/pgflow/config), so
+// that the library's module needs no YAML parser.
+//
+// # File format
 //
 // A file names the database, the queues the service publishes to
 // (producers) and the queues it consumes (consumers):
@@ -22,8 +26,8 @@
 //
 // # Keys
 //
-//	database_url     PostgreSQL URL. PGFLOW_DATABASE_URL, when set, wins (as
-//	                 the guide's `System.get_env(...) || default` does).
+//	database_url     PostgreSQL URL. PGFLOW_DATABASE_URL, when set, wins over
+//	                 the file's value.
 //	schema           schema holding pgflow's tables; default PGFLOW_SCHEMA
 //	                 or "public".
 //	producers.NAME   a queue this service publishes to:
@@ -35,8 +39,8 @@
 //	consumers.NAME   a queue this service consumes:
 //	  queue_name       the queue
 //	  workers          handlers running at once
-//	  handler          the name of a handler registered in Go (the guide's
-//	                   handler + handler_method pair become one name)
+//	  handler          the name of a handler registered in Go (one key: a
+//	                   handler_method key is refused with a hint)
 //	  max_retries      the queue's retries before the dead-letter queue
 //	  retry_delay_ms   the queue's first retry delay, doubled for each further retry
 //	  priority         the queue's default message priority
@@ -57,7 +61,7 @@
 // setting is logged as a warning with the old and new value. workers
 // defaults to 1.
 //
-// # Environment
+// # Environment variables
 //
 // Every scalar value may use ${VAR} and ${VAR:-default} (default used when
 // VAR is unset or empty); $$ is a literal $, and a $ not followed by { or $

@@ -1,7 +1,18 @@
-// Package deploy holds no code: it is a separate Go module so that the test
-// validating deploy/prometheus/alerts.yml with Prometheus's own rule parser
-// and PromQL engine does not add the Prometheus server module (and its
-// large dependency graph) to the main pgflow module.
+// Package deploy holds no code, only the tests of the deployment files
+// beside it: the Prometheus alert rules (prometheus/alerts.yml) and the
+// Grafana dashboard (grafana/).
+//
+// # Tests
+//
+// The rules are parsed with Prometheus's own rule parser and every alert is
+// evaluated with its PromQL engine over synthetic series; the dashboard's
+// queries are parsed too. scripts/test runs them with the other modules, or
+// by hand:
 //
 //	cd deploy && go test ./...
+//
+// # Why a module of its own
+//
+// The Prometheus server module brings a large dependency graph; as a module
+// of its own, deploy keeps it out of every other module's go.mod.
 package deploy

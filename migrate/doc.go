@@ -1,8 +1,17 @@
 // Package migrate creates and upgrades pgflow's tables.
 //
+// # Migrations
+//
 // Migrations are plain SQL files embedded in the binary (sql/NNNN_name.sql),
 // applied in order, each in its own transaction, and recorded in the table
-// pgflow_schema_migrations. The whole run holds a transaction-independent
-// advisory lock keyed on the schema, so two processes running `pgflow init`
-// at the same time are safe: the second waits, then finds nothing to do.
+// pgflow_schema_migrations. All lists them; Latest is the version they bring
+// a schema to, Version the version a schema has.
+//
+// # Running them
+//
+// Up creates the schema if needed and applies what it lacks; `pgflow init`
+// calls it. Running it again is a no-op. The whole run holds a
+// transaction-independent advisory lock keyed on the schema, so two
+// processes migrating at the same time are safe: the second waits, then
+// finds nothing to do.
 package migrate

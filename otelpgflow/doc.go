@@ -2,6 +2,9 @@
 // context travels in message headers, and metrics from lifecycle events and
 // from the database.
 //
+// It is a module of its own (github.com/pgflow-go/pgflow/otelpgflow), so that
+// programs using pgflow without OpenTelemetry do not download its SDK.
+//
 // # Traces
 //
 // A producer's trace context is written into the message's headers as W3C

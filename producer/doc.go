@@ -2,11 +2,13 @@
 // flushers that commit concurrent publishes together (group commit) and
 // retry a write that failed on a transient database error.
 //
-// It is what the configuration guide's producer settings mean:
+// It is what a pgflow.yaml producer entry's settings mean (package config):
 //
 //	workers         how many flushers commit batches in parallel
 //	max_retries     how many times a batch is retried after a transient error
 //	retry_delay_ms  the first retry's delay, doubled for each further retry
+//
+// # Delivery
 //
 // Publish returns a message id only after the batch holding the message has
 // committed. A write that failed on a permanent error (bad input, a missing
@@ -43,6 +45,8 @@
 // The producer does not generate a key per publish to close this gap: it
 // would add a unique-index entry to every message, take the column the
 // caller's own keys use, and still miss a copy consumed before the retry.
+//
+// # Design
 //
 // The package is built only on pgflow's public API (Client.PublishBatch), so
 // it lives beside the core rather than in it: the core keeps one way to

@@ -19,7 +19,7 @@ func Example() {
 	}
 	defer client.Close(ctx)
 
-	// The guide's producer entry: workers 2, max_retries 3, retry_delay_ms 1000.
+	// A pgflow.yaml producer entry: workers 2, max_retries 3, retry_delay_ms 1000.
 	p, err := producer.New(client, producer.Config{
 		Queue:      "proposals_for_consensus_queue",
 		Workers:    2,

@@ -1,5 +1,10 @@
 // Package promflow exports pgflow metrics to Prometheus.
 //
+// It is a module of its own (github.com/pgflow-go/pgflow/promflow), so that
+// programs using pgflow without Prometheus do not download its client.
+//
+// # Collectors
+//
 // Two collectors cover the two sources of metrics:
 //
 //   - EventCollector counts lifecycle events and observes handler durations
@@ -12,6 +17,8 @@
 //     cached for CacheTTL so that several scrapers, or a dashboard, cost the
 //     database one query per TTL. Run it in one place (for example
 //     `pgflow serve --metrics-addr :9187`), not in every consumer.
+//
+// # Serving
 //
 // Handler serves a registry in the Prometheus text format. The metric names
 // and the alerts built on them are described in docs/metrics.md and

@@ -9,15 +9,15 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pgflow-go/pgflow/internal/bench"
+	"github.com/pgflow-go/pgflow/cmd/pgflow/internal/bench"
 )
 
 var benchCfg = bench.DefaultConfig()
 
 var benchCmd = &cobra.Command{
 	Use:   "bench w1|w2|w3|w4|w5|all|setup",
-	Short: "Run the shared benchmark workloads (W1-W5) against pgflow",
-	Long: `Run the shared benchmark workloads of shared/bench/WORKLOADS.md against pgflow,
+	Short: "Run the benchmark workloads (W1-W5) against pgflow",
+	Long: `Run pgflow's benchmark workloads (docs/performance.md) against pgflow,
 printing one JSON object per run and a "type":"summary" line per workload
 (median/min/max over reps), in the same shape as the River harness.
 

@@ -1,9 +1,3 @@
-// Command pgflow operates pgflow queues: create the schema, inspect queues
-// and the dead-letter queue, publish, benchmark and serve metrics.
-//
-// Every command takes the database from --database-url or
-// PGFLOW_DATABASE_URL, and the schema from --schema or PGFLOW_SCHEMA.
-// Commands live one per file and register themselves on the root command.
 package main
 
 import (

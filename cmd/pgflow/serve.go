@@ -135,8 +135,8 @@ func newServeHandler(pool *pgxpool.Pool, schema string, ttl time.Duration) (http
 	return mux, nil
 }
 
-// dlqAlertThreshold mirrors the PgflowDLQTooLarge alert (the guide's
-// "DLQ > 100 messages"): the dashboard marks such queues.
+// dlqAlertThreshold mirrors the PgflowDLQTooLarge alert (more than 100
+// dead-lettered messages): the dashboard marks such queues.
 const dlqAlertThreshold = 100
 
 type dashboardPage struct {

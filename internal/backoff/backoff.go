@@ -1,7 +1,3 @@
-// Package backoff computes exponential retry delays with jitter.
-//
-// pgflow uses it for message retries (retry_delay_ms · 2^(n-1), capped), for
-// reconnecting to a lost database, and for producers retrying a publish.
 package backoff
 
 import (

@@ -1,11 +1,3 @@
-// Package pgcluster runs a throwaway PostgreSQL cluster in a temporary
-// directory, on a free port of its own, for tests that must stop or restart
-// the server and for the demo when no server answers. It never touches any
-// other cluster.
-//
-// It uses initdb and pg_ctl from `pg_config --bindir`. PostgreSQL refuses to
-// run as root, so when the process is root the server runs as the postgres
-// user (via runuser) and the directory is handed to that user.
 package pgcluster
 
 import (

@@ -1,11 +1,22 @@
 // Package query holds every SQL statement pgflow runs outside migrations.
 //
+// # Files
+//
 // The statements live in sql/*.sql, one named statement per block:
 //
 //	-- name: ClaimMessages
 //	WITH next AS (...) UPDATE ...
 //
-// Each file groups one area (publish, consume, admin…). Statements refer to
-// the schema as {{schema}}; Load renders them for a schema once, at client
-// creation, so no SQL is assembled on a hot path.
+// Each file groups one area (publish, consume, queues, dlq, admin,
+// metrics). Keeping the SQL in files rather than in Go strings lets it be
+// read, reviewed and EXPLAINed as SQL; the package's tests prepare every
+// statement against a migrated schema, and Get panics on a name that does
+// not exist, so a typo fails the tests rather than production.
+//
+// # Rendering
+//
+// Statements refer to the schema as {{schema}}; Load renders them for a
+// schema once, at client creation, so no SQL is assembled on a hot path and
+// queue names and payloads are always sent as parameters. A Set is
+// read-only after Load and safe for concurrent use.
 package query

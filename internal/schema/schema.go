@@ -1,5 +1,3 @@
-// Package schema validates and quotes the PostgreSQL schema name that holds
-// pgflow's tables, and renders SQL templates that refer to it.
 package schema
 
 import (

@@ -33,7 +33,7 @@ const (
 	HandlePattern  = "handle_pattern_discovered"
 )
 
-// TelemetryRules are CentralCloud's events in the guide.
+// TelemetryRules are CentralCloud's application events.
 var TelemetryRules = []telemetry.Rule{
 	{Kind: pgflow.EventReceived, Queue: wire.ProposalsQueue, Name: "proposal_received"},
 	{Kind: pgflow.EventReceived, Queue: wire.MetricsQueue, Name: "metrics_received"},

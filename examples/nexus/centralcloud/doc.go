@@ -1,7 +1,9 @@
-// Package centralcloud is the guide's CentralCloud service: it consumes the
+// Package centralcloud is the example's CentralCloud service: it consumes the
 // instances' proposals, execution metrics and discovered patterns, and
 // publishes consensus results, rollback triggers (high priority) and safety
 // profile updates back to the instance concerned.
+//
+// # Roles
 //
 //   - Consensus: every proposal is recorded and decided by a vote of the
 //     known instances over their recent metrics for the proposal's agent type
@@ -11,6 +13,8 @@
 //     a warning at normal priority.
 //   - Aggregator: patterns' success rates tune each agent type's safety
 //     profile, broadcast to every instance when it changes.
+//
+// # Bad input
 //
 // Every payload is validated; an invalid one is returned as
 // pgflow.Permanent and lands in the dead-letter queue with the reason.

@@ -15,7 +15,7 @@ import (
 	"github.com/pgflow-go/pgflow/examples/nexus/wire"
 )
 
-// QueueReport accounts for one of the guide's queues (all its instance
+// QueueReport accounts for one of the six queues (all its instance
 // partitions together). Every published message is in exactly one of
 // Handled, DeadLettered, InFlight or Lost, so
 // Published = Handled + DeadLettered + InFlight + Lost, and Lost must be 0.
@@ -165,15 +165,15 @@ func buildReport(ctx context.Context, o Options, cnt *Counter, tel *telemetry.Te
 		rep.Total.PublishFailures += qr.PublishFailures
 	}
 	for q := range tallies {
-		if !isGuideQueue(q) {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("traffic on %q, which is not one of the guide's queues", q))
+		if !isExampleQueue(q) {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("traffic on %q, which is not one of the example's queues", q))
 		}
 	}
 	rep.Total.Queue = "total"
 	return rep, nil
 }
 
-func isGuideQueue(q string) bool {
+func isExampleQueue(q string) bool {
 	for _, qi := range wire.Queues {
 		if qi.Name == q {
 			return true
@@ -252,7 +252,7 @@ func (p Progress) String() string {
 		p.Elapsed, phase, p.Published, p.Handled, p.Retried, p.Dead, p.InFlight, p.Rollbacks)
 }
 
-// QueueCounts returns what this process saw per guide queue: useful when the
+// QueueCounts returns what this process saw per example queue: useful when the
 // services run as separate processes, where each sees one side of a queue.
 func (c *Counter) QueueCounts() []QueueReport {
 	tallies := c.snapshot()

@@ -26,7 +26,7 @@ const (
 	HandleSafetyProfile   = "handle_safety_profile_update"
 )
 
-// TelemetryRules are Singularity's events in the guide (publish_failed is
+// TelemetryRules are Singularity's application events (publish_failed is
 // added by the bridge).
 var TelemetryRules = []telemetry.Rule{
 	{Kind: pgflow.EventPublished, Queue: wire.ProposalsQueue, Name: "proposal_published"},

@@ -1,6 +1,8 @@
-// Package telemetry turns pgflow's lifecycle events into the guide's named
-// application events ([:evolution, :pgflow, :proposal_published] becomes
-// "evolution.pgflow.proposal_published").
+// Package telemetry turns pgflow's lifecycle events into the example's named
+// application events, such as "evolution.pgflow.proposal_published" for a
+// proposal published.
+//
+// # Bridge
 //
 // Bridge returns a pgflow.EventHook: install it in the client's
 // Config.Hooks and every matching publish, receipt or completion is

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// The guide's six queues. CentralCloud → Singularity queues are partitioned
+// The six queues. CentralCloud → Singularity queues are partitioned
 // per instance (see InstanceQueue).
 const (
 	ProposalsQueue      = "proposals_for_consensus_queue"  // Singularity → CentralCloud
@@ -21,7 +21,7 @@ const (
 	SafetyProfilesQueue = "guardian_safety_profiles_queue" // CentralCloud → Singularity
 )
 
-// QueueInfo describes one of the guide's queues, as in its table.
+// QueueInfo describes one of the six queues.
 type QueueInfo struct {
 	Name      string
 	Direction string
@@ -30,7 +30,7 @@ type QueueInfo struct {
 	Priority  string
 }
 
-// Queues is the guide's table, in its order.
+// Queues lists the six queues, in a fixed order.
 var Queues = []QueueInfo{
 	{ProposalsQueue, "Singularity → CentralCloud", "Send proposals for voting", "2-3", "Normal"},
 	{ConsensusQueue, "CentralCloud → Singularity", "Send voting results", "2", "Normal"},

@@ -55,7 +55,7 @@ var flags struct {
 
 var rootCmd = &cobra.Command{
 	Use:   "nexus",
-	Short: "Run the guide's CentralCloud and Singularity services on pgflow",
+	Short: "Run the example's CentralCloud and Singularity services on pgflow",
 	Long: `Runs CentralCloud plus --instances Singularity instances in this process, each a
 pgflow client configured from its pgflow.yaml, for --duration or until Ctrl-C.
 Then waits for the queues to drain and prints a per-queue report; exits 1 if

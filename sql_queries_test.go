@@ -10,22 +10,23 @@ import (
 	"github.com/pgflow-go/pgflow/internal/schema"
 )
 
-// The three statements of the guide's "Database Queries" section, verbatim.
+// Three hand-written monitoring queries, as docs/operations.md shows them:
+// they must keep running as written against pgflow's tables.
 const (
-	guideViewPending = `SELECT id, queue_name, payload, created_at, retry_count
+	sqlViewPending = `SELECT id, queue_name, payload, created_at, retry_count
 FROM pgflow_messages
 WHERE status = 'pending'
 ORDER BY priority DESC, created_at ASC;`
-	guideViewFailed = `SELECT id, queue_name, error, created_at
+	sqlViewFailed = `SELECT id, queue_name, error, created_at
 FROM pgflow_dlq
 ORDER BY created_at DESC;`
-	guideQueueStats = `SELECT queue_name, COUNT(*) as pending_count, MAX(created_at) as oldest
+	sqlQueueStats = `SELECT queue_name, COUNT(*) as pending_count, MAX(created_at) as oldest
 FROM pgflow_messages
 WHERE status = 'pending'
 GROUP BY queue_name;`
 )
 
-func TestGuideDatabaseQueriesRunAsWritten(t *testing.T) {
+func TestDirectSQLQueriesRunAsWritten(t *testing.T) {
 	c, db := opsClient(t)
 	ctx := context.Background()
 	id1, _ := c.Publish(ctx, "proposals_for_consensus_queue", map[string]string{"p": "1"})
@@ -53,7 +54,7 @@ func TestGuideDatabaseQueriesRunAsWritten(t *testing.T) {
 
 	// View pending messages: high priority first, then oldest first; the
 	// in-flight message is not pending.
-	rows, err := conn.Query(ctx, guideViewPending)
+	rows, err := conn.Query(ctx, sqlViewPending)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func TestGuideDatabaseQueriesRunAsWritten(t *testing.T) {
 	}
 
 	// View failed messages: newest first.
-	rows, err = conn.Query(ctx, guideViewFailed)
+	rows, err = conn.Query(ctx, sqlViewFailed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,10 +100,10 @@ func TestGuideDatabaseQueriesRunAsWritten(t *testing.T) {
 		t.Fatalf("view failed: %v", errs)
 	}
 
-	// Queue stats. Note: the guide labels MAX(created_at) "oldest"; it is the
+	// Queue stats. Note: the query labels MAX(created_at) "oldest"; it is the
 	// newest pending message's time. QueueStats.OldestReadyAge is the real
 	// oldest.
-	rows, err = conn.Query(ctx, guideQueueStats)
+	rows, err = conn.Query(ctx, sqlQueueStats)
 	if err != nil {
 		t.Fatal(err)
 	}

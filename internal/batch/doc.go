@@ -1,0 +1,27 @@
+// Package batch groups items produced by many goroutines into batches that
+// one goroutine writes together (group commit).
+//
+// # Batching
+//
+// The flusher writes as soon as it has an item, and whatever arrives while a
+// write is in flight forms the next batch. Under light load every item is
+// written at once; under heavy load batches grow by themselves, up to the
+// maximum given to New. A paced flusher (NewPaced) also starts its writes at
+// least a pace apart, so that a steady trickle, each item arriving while
+// nothing is in flight, still forms batches instead of one transaction per
+// item.
+//
+// # Failures
+//
+// A FlushFunc error makes the flusher retry the same batch with backoff
+// (package backoff) until it succeeds or the flusher is stopped; each write
+// is bounded by a timeout, so a hung connection cannot stall the flusher for
+// ever.
+//
+// # Lifecycle
+//
+// Each Flusher owns one goroutine. Add blocks while the input buffer is full
+// (back-pressure) and refuses items once the flusher is stopping; Stop writes
+// what is queued, trying until its context is done, logs and drops what is
+// left, and returns after the goroutine has ended.
+package batch
