@@ -2,7 +2,6 @@ package pgflow
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -168,9 +167,6 @@ func (c *Client) Logger() *slog.Logger { return c.log }
 // the pool if the client owns it.
 func (c *Client) Close(ctx context.Context) error {
 	err := c.Stop(ctx)
-	if errors.Is(err, errNotStarted) {
-		err = nil
-	}
 	c.mu.Lock()
 	already := c.closed
 	c.closed = true

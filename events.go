@@ -16,6 +16,7 @@ const (
 	EventLeaseExpired  EventKind = "lease_expired"  // a lease ran out and the rescuer took the message back
 	EventRedriven      EventKind = "redriven"       // a DLQ message went back to its queue
 	EventPurged        EventKind = "purged"         // DLQ messages were deleted; Count is set
+	EventHandlerStuck  EventKind = "handler_stuck"  // a handler ran past its timeout and grace period; its lease is no longer extended
 )
 
 // Event is what hooks receive. Fields that do not apply to a kind are zero.

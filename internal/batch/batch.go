@@ -41,6 +41,8 @@ type Flusher[T any] struct {
 	// so a write stuck on a dead connection cannot outlive Stop.
 	runCtx    context.Context
 	cancelRun context.CancelFunc
+	// dropped counts items Stop could not write (set by the loop before done).
+	dropped int
 }
 
 // New starts a flusher. max bounds a batch; the input buffer holds 4×max.
@@ -82,12 +84,13 @@ func (f *Flusher[T]) Add(item T) bool {
 }
 
 // Stop writes what is queued, trying until ctx is done, and ends the
-// goroutine. Items left unwritten are logged and dropped.
-func (f *Flusher[T]) Stop(ctx context.Context) {
+// goroutine. Items left unwritten are logged and dropped; Stop returns how
+// many (0 on a second call).
+func (f *Flusher[T]) Stop(ctx context.Context) int {
 	select {
 	case <-f.stop:
 		<-f.done
-		return
+		return 0
 	default:
 	}
 	f.final = ctx
@@ -96,6 +99,7 @@ func (f *Flusher[T]) Stop(ctx context.Context) {
 	close(f.stop)
 	<-f.done
 	f.cancelRun()
+	return f.dropped
 }
 
 func (f *Flusher[T]) loop() {
@@ -196,11 +200,17 @@ func (f *Flusher[T]) drain(batch []T) {
 				break
 			}
 			if f.final.Err() != nil {
+				f.dropped = len(batch) + len(f.in)
 				f.log.Error("pgflow: batch dropped at stop; these messages will be delivered again when their lease expires",
-					"batch", f.name, "items", len(batch)+len(f.in), "err", err)
+					"batch", f.name, "items", f.dropped, "err", err)
 				return
 			}
-			time.Sleep(20 * time.Millisecond)
+			t := time.NewTimer(20 * time.Millisecond)
+			select {
+			case <-t.C:
+			case <-f.final.Done():
+				t.Stop()
+			}
 		}
 		batch = batch[:0]
 	}

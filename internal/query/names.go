@@ -19,12 +19,9 @@ const (
 	InsertMessages           = "InsertMessages"
 	InsertMessagesPlain      = "InsertMessagesPlain"
 
-	HotPathSettings     = "HotPathSettings"
-	ClaimSettings       = "ClaimSettings"
 	ClaimMessages       = "ClaimMessages"
 	ClaimMessagesAfter  = "ClaimMessagesAfter"
 	AckMessages         = "AckMessages"
-	AckMessage          = "AckMessage"
 	FailMessages        = "FailMessages"
 	ExtendLeases        = "ExtendLeases"
 	ReleaseMessages     = "ReleaseMessages"
