@@ -69,6 +69,12 @@ type Client struct {
 	notifier *notifier
 	stats    *statsRecorder // nil when DisableStatsCounters
 
+	// testHooks are set by tests before Start (export_test.go).
+	testHooks struct {
+		idle      func(queue string, wakePending bool)
+		listening func()
+	}
+
 	mu        sync.Mutex
 	consumers map[string]*consumer
 	run       *runState // non-nil between Start and Stop

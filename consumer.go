@@ -370,10 +370,15 @@ func stuckGrace(lease time.Duration) time.Duration {
 func (r *consumerRun) build(handlerCtx context.Context) {
 	c := r.c
 	r.slots = fetcher.NewSlots(r.cfg.Workers)
-	r.fetch = fetcher.New(fetcher.Config{
+	fcfg := fetcher.Config{
 		Queue: r.cfg.Queue, MaxBatch: r.cfg.MaxBatch, Slots: r.slots, Claim: r.claim,
 		PollInterval: c.cfg.PollInterval, Log: c.log,
-	})
+	}
+	if h := c.testHooks.idle; h != nil {
+		q := r.cfg.Queue
+		fcfg.Idle = func(wakePending bool) { h(q, wakePending) }
+	}
+	r.fetch = fetcher.New(fcfg)
 	timeout := r.cfg.Timeout
 	r.exec = executor.New(handlerCtx, executor.Config[*Message]{
 		Workers: r.cfg.Workers,
@@ -670,10 +675,15 @@ func (c *Client) listen(ctx context.Context) {
 		Connect: func(ctx context.Context) (*pgx.Conn, error) {
 			return pgx.ConnectConfig(ctx, c.pool.Config().ConnConfig.Copy())
 		},
-		Channel:   c.channel,
-		OnNotify:  c.wakeLocal,
-		OnConnect: c.wakeAll,
-		Log:       c.log,
+		Channel:  c.channel,
+		OnNotify: c.wakeLocal,
+		OnConnect: func() {
+			if h := c.testHooks.listening; h != nil {
+				h()
+			}
+			c.wakeAll()
+		},
+		Log: c.log,
 	}
 	l.Run(ctx)
 }

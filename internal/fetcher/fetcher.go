@@ -43,6 +43,10 @@ type Config struct {
 	// ClaimTimeout bounds one claim. Default 30 s.
 	ClaimTimeout time.Duration
 	Log          *slog.Logger
+	// Idle, if set, is called each time the fetcher has claimed all it
+	// could and goes to sleep; wakePending says a wake-up is already
+	// queued. For tests.
+	Idle func(wakePending bool)
 }
 
 // Tuning; see the package documentation.
@@ -128,6 +132,9 @@ func (f *Fetcher) Run(ctx, abort context.Context) {
 			}
 		}
 		if !maybeMore {
+			if f.cfg.Idle != nil {
+				f.cfg.Idle(len(f.wake) > 0)
+			}
 			select {
 			case <-f.wake:
 			case <-poll.C:
