@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/pgflow-go/pgflow"
 	"github.com/pgflow-go/pgflow/pgflowtest"
 )
@@ -564,4 +563,3 @@ func TestHandleJSONDecodeFailureIsPermanent(t *testing.T) {
 		t.Fatalf("dlq = %+v", d)
 	}
 }
-
