@@ -92,7 +92,7 @@ func TestHandlerTimeoutFailsTheAttempt(t *testing.T) {
 		t.Fatalf("dlq row does not name the timeout: %+v", readDLQ(t, db))
 	}
 	retried := rec.of(pgflow.EventRetried)
-	if len(retried) != 1 || !errors.Is(retried[0].Err, pgflow.ErrHandlerTimeout) || !errors.Is(retried[0].Err, context.DeadlineExceeded) {
+	if len(retried) != 1 || !errors.Is(retried[0].Err, pgflow.ErrHandlerTimeout) || !errors.Is(retried[0].Err, context.Canceled) {
 		t.Fatalf("retried events = %+v", retried)
 	}
 }

@@ -10,7 +10,9 @@
 // # Timeout
 //
 // With Config.Timeout set, a handler's context is cancelled with cause
-// Config.TimeoutCause once it has run that long. A handler that returns an
+// Config.TimeoutCause once it has run that long (ctx.Err() is then
+// context.Canceled; the cause says why). Each worker has one timer, reset
+// per task, so the timeout costs no allocation per delivery. A handler that returns an
 // error after that fails with an error matching TimeoutCause (wrapping its
 // own); one that returns nil succeeded anyway. A handler still running
 // Config.Grace after its timeout is stuck: the heartbeat no longer extends

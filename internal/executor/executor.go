@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -76,12 +77,31 @@ func New[T any](parent context.Context, cfg Config[T]) *Executor[T] {
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
+			w := &worker[T]{}
+			if cfg.Timeout > 0 {
+				// One timer per worker, reset for each task: no allocation
+				// per delivery. A firing meant for an earlier task finds a
+				// task that has not run for Timeout yet and does nothing.
+				w.timer = time.AfterFunc(time.Hour, func() {
+					if t := w.cur.Load(); t != nil && time.Since(t.start) >= cfg.Timeout {
+						t.cancel(cfg.TimeoutCause)
+					}
+				})
+				w.timer.Stop()
+				defer w.timer.Stop()
+			}
 			for t := range e.queue {
-				e.run(t)
+				e.run(w, t)
 			}
 		}()
 	}
 	return e
+}
+
+// worker is one worker goroutine's timeout timer and current task.
+type worker[T any] struct {
+	timer *time.Timer
+	cur   atomic.Pointer[Task[T]]
 }
 
 // Submit queues a task. The owner submits at most Workers tasks that have
@@ -98,7 +118,7 @@ func (e *Executor[T]) Submit(t *Task[T]) bool {
 	return true
 }
 
-func (e *Executor[T]) run(t *Task[T]) {
+func (e *Executor[T]) run(w *worker[T], t *Task[T]) {
 	e.mu.Lock()
 	if t.ctx.Err() != nil {
 		// Taken back (CancelAll) before it started.
@@ -112,28 +132,33 @@ func (e *Executor[T]) run(t *Task[T]) {
 	t.start = time.Now()
 	e.mu.Unlock()
 
-	ctx := t.ctx
-	var stopTimer context.CancelFunc
-	if e.cfg.Timeout > 0 {
-		ctx, stopTimer = context.WithTimeoutCause(ctx, e.cfg.Timeout, e.cfg.TimeoutCause)
+	// The timeout cancels the task's own context (the worker's timer, not a
+	// context of its own), so the first cause wins: timeout, lease lost, or
+	// stop.
+	if w.timer != nil {
+		w.cur.Store(t)
+		w.timer.Reset(e.cfg.Timeout)
 	}
-	err := e.invoke(ctx, t.Msg)
+	err := e.invoke(t.ctx, t.Msg)
 	took := time.Since(t.start)
+	if w.timer != nil {
+		w.timer.Stop()
+		w.cur.Store(nil)
+	}
 	o := Outcome{Took: took}
-	cause := context.Cause(ctx)
-	switch {
-	case errors.Is(context.Cause(t.ctx), e.cfg.LeaseLostCause) && e.cfg.LeaseLostCause != nil:
+	switch cause := context.Cause(t.ctx); {
+	case cause == nil:
+	case e.cfg.TimeoutCause != nil && errors.Is(cause, e.cfg.TimeoutCause):
+		if err != nil && !errors.Is(err, e.cfg.TimeoutCause) {
+			err = fmt.Errorf("%w after %v: %w", e.cfg.TimeoutCause, e.cfg.Timeout, err)
+		}
+	case e.cfg.LeaseLostCause != nil && errors.Is(cause, e.cfg.LeaseLostCause):
 		o.LeaseLost = true
-	case t.ctx.Err() != nil:
+	default:
 		// Cancelled by CancelAll (stop) or the parent.
 		o.Cancelled = true
-	case err != nil && e.cfg.TimeoutCause != nil && errors.Is(cause, e.cfg.TimeoutCause) && !errors.Is(err, e.cfg.TimeoutCause):
-		err = fmt.Errorf("%w after %v: %w", e.cfg.TimeoutCause, e.cfg.Timeout, err)
 	}
 	o.Err = err
-	if stopTimer != nil {
-		stopTimer()
-	}
 	e.mu.Lock()
 	delete(e.inflight, t.ID)
 	t.done = true
