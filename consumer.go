@@ -398,6 +398,9 @@ func (r *consumerRun) build(handlerCtx context.Context) {
 		WriteFails: r.writeFails,
 		Acked:      func(items []completer.Ack) { r.slots.Release(len(items)) },
 		Failed:     r.failed,
+		// The fetcher waits for slots once fewer than a claim's worth are
+		// free: then acknowledgements go out without pacing.
+		Urgent: func() bool { return r.slots.Free() < r.cfg.MaxBatch },
 	})
 }
 

@@ -43,7 +43,15 @@ type Flusher[T any] struct {
 	cancelRun context.CancelFunc
 	// dropped counts items Stop could not write (set by the loop before done).
 	dropped int
+	// urgent, if set, cuts the pace short: while it returns true, a batch is
+	// written as soon as the previous write is done.
+	urgent func() bool
 }
+
+// SetUrgent installs a check that cuts the pace short while it returns
+// true (for example: someone is waiting for these writes). Call it before
+// the first Add.
+func (f *Flusher[T]) SetUrgent(urgent func() bool) { f.urgent = urgent }
 
 // New starts a flusher. max bounds a batch; the input buffer holds 4×max.
 func New[T any](name string, max int, log *slog.Logger, flush FlushFunc[T]) *Flusher[T] {
@@ -114,7 +122,7 @@ func (f *Flusher[T]) loop() {
 			f.drain(batch[:0])
 			return
 		}
-		if wait := f.pace - time.Since(lastStart); wait > 0 {
+		if wait := f.pace - time.Since(lastStart); wait > 0 && !f.isUrgent() {
 			var stopped bool
 			if batch, stopped = f.gather(batch, wait); stopped {
 				f.drain(batch)
@@ -138,8 +146,11 @@ func (f *Flusher[T]) loop() {
 	}
 }
 
-// gather adds arriving items to batch for at most wait or until it is full.
-// It reports whether the flusher was stopped meanwhile.
+func (f *Flusher[T]) isUrgent() bool { return f.urgent != nil && f.urgent() }
+
+// gather adds arriving items to batch for at most wait, until it is full, or
+// until the flusher is urgent. It reports whether the flusher was stopped
+// meanwhile.
 func (f *Flusher[T]) gather(batch []T, wait time.Duration) ([]T, bool) {
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -147,6 +158,9 @@ func (f *Flusher[T]) gather(batch []T, wait time.Duration) ([]T, bool) {
 		select {
 		case item := <-f.in:
 			batch = append(batch, item)
+			if f.isUrgent() {
+				return batch, false
+			}
 		case <-t.C:
 			return batch, false
 		case <-f.stop:

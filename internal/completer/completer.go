@@ -52,6 +52,9 @@ type Config struct {
 	Acked func(items []Ack)
 	// Failed is called after each fail write with the items and results.
 	Failed func(items []Fail, results []FailResult)
+	// Urgent, if set, cuts the ack pace short while it returns true: the
+	// owner is waiting for these writes (its claims wait for free slots).
+	Urgent func() bool
 }
 
 // Completer owns two flushers; Stop ends them.
@@ -80,6 +83,9 @@ func New(cfg Config) *Completer {
 		cfg.Acked(items)
 		return nil
 	})
+	if cfg.Urgent != nil {
+		c.acks.SetUrgent(cfg.Urgent)
+	}
 	c.fails = batch.New(cfg.Name+" fail", MaxFailBatch, cfg.Log, func(ctx context.Context, items []Fail) error {
 		res, err := cfg.WriteFails(ctx, items)
 		if err != nil {

@@ -4,7 +4,10 @@
 // that writes whatever accumulated while the previous write was in flight,
 // so a worker hands its outcome over and is free at once, and a burst of
 // outcomes shares one transaction. Acknowledgements are paced (AckPace):
-// under a steady trickle the acks of one pace share a transaction.
+// under a steady trickle the acks of one pace share a transaction. The pace
+// is cut short while Config.Urgent says the owner waits for the writes: a
+// consumer's claims wait for its acknowledgements, so pacing them then
+// would only slow the consumer down.
 //
 // # Results
 //
