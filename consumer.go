@@ -762,7 +762,7 @@ func (c *Client) AckTx(ctx context.Context, tx pgx.Tx, m *Message) error {
 		return fmt.Errorf("%w: AckTx needs a transaction and a message", ErrInvalidConfig)
 	}
 	var n int
-	if err := tx.QueryRow(ctx, c.q.Get(query.AckMessages), []int64{m.ID}, []int64{m.token}).Scan(&n); err != nil {
+	if err := tx.QueryRow(ctx, c.q.Get(query.AckMessageTx), m.ID, m.token).Scan(&n); err != nil {
 		return fmt.Errorf("pgflow: ack message %d: %w", m.ID, err)
 	}
 	if n == 0 {

@@ -551,3 +551,41 @@ func TestHandleJSONDecodeFailureIsPermanent(t *testing.T) {
 		t.Fatalf("dlq = %+v", d)
 	}
 }
+
+// AckTx leaves the caller's transaction as it was: its commit still waits
+// for the WAL flush (the consumer's own acknowledgements do not).
+func TestAckTxKeepsTheCallersCommitSynchronous(t *testing.T) {
+	t.Parallel()
+	db := pgflowtest.New(t)
+	ctx := context.Background()
+	c := newClient(t, db, pgflow.Config{})
+	got := make(chan string, 1)
+	if err := c.Consume(pgflow.ConsumerConfig{Queue: "acktx", Handler: func(ctx context.Context, m *pgflow.Message) error {
+		tx, err := db.Pool.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(ctx) //nolint:errcheck
+		if err := c.AckTx(ctx, tx, m); err != nil {
+			return err
+		}
+		var mode string
+		if err := tx.QueryRow(ctx, "SHOW synchronous_commit").Scan(&mode); err != nil {
+			return err
+		}
+		got <- mode
+		return tx.Commit(ctx)
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Publish(ctx, "acktx", 1); err != nil {
+		t.Fatal(err)
+	}
+	if mode := await(t, "handler", got); mode != "on" {
+		t.Fatalf("synchronous_commit in the caller's transaction after AckTx = %q, want on", mode)
+	}
+	waitFor(t, "acknowledged", func() bool { return db.Count(t, "pgflow_messages", "") == 0 })
+}

@@ -21,7 +21,10 @@
 // Delivery is at least once: a handler may see a message again after a crash,
 // so handlers should be idempotent, or acknowledge inside their own
 // transaction with AckTx so their writes and the acknowledgement commit
-// together.
+// together. (Claims and the consumer's acknowledgements commit without
+// waiting for their WAL flush: a database server crash may undo the last
+// fraction of a second of them, and those messages are delivered again.
+// Retries, dead-lettering, publishes and AckTx wait for their flush.)
 //
 // # Consuming
 //

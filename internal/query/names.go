@@ -22,6 +22,7 @@ const (
 	ClaimMessages       = "ClaimMessages"
 	ClaimMessagesAfter  = "ClaimMessagesAfter"
 	AckMessages         = "AckMessages"
+	AckMessageTx        = "AckMessageTx"
 	FailMessages        = "FailMessages"
 	ExtendLeases        = "ExtendLeases"
 	ReleaseMessages     = "ReleaseMessages"

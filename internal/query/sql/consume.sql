@@ -22,8 +22,14 @@ SELECT id, payload, headers, priority, attempt, retry_count, created_at, visible
 FROM {{schema}}.pgflow_claim($1, $2, $3, $4, $5::smallint, $6::timestamptz, $7::bigint);
 
 -- name: AckMessages
--- $1 ids, $2 claim tokens. Returns how many were deleted.
-SELECT {{schema}}.pgflow_ack($1::bigint[], $2::bigint[]);
+-- The consumer's acknowledgements: $1 ids, $2 claim tokens. Commits without
+-- waiting for its WAL flush (see pgflow_ack). Returns how many were deleted.
+SELECT {{schema}}.pgflow_ack($1::bigint[], $2::bigint[], true);
+
+-- name: AckMessageTx
+-- AckTx, in the caller's transaction, whose commit is left as it is:
+-- $1 id, $2 claim token.
+SELECT {{schema}}.pgflow_ack(ARRAY[$1::bigint], ARRAY[$2::bigint], false);
 
 -- name: FailMessages
 -- $1 ids, $2 claim tokens, $3 errors, $4 retry delay in ms, $5 permanent.
