@@ -464,7 +464,7 @@ func TestHelperDrainProcess(t *testing.T) {
 		t.Skip("helper process only")
 	}
 	ctx := context.Background()
-	c, err := pgflow.Connect(ctx, pgflowtest.DatabaseURL(), pgflow.Config{Schema: schema, Logger: quietLogger(), ID: "drainer"})
+	c, err := pgflow.Connect(ctx, pgflowtest.DatabaseURL(), pgflow.Config{Schema: schema, Logger: quietLogger(), ID: os.Getenv("PGFLOW_DRAIN_ID")})
 	if err != nil {
 		fmt.Println("ERROR", err)
 		os.Exit(1)
@@ -488,7 +488,10 @@ func TestHelperDrainProcess(t *testing.T) {
 
 // A 20-worker consumer killed with SIGKILL while it drains a backlog with
 // fast handlers holds at most 20 messages (running or handled with the
-// acknowledgement not yet written): at most 20 are delivered twice.
+// acknowledgement not yet written): at most 20 are delivered twice. Four
+// processes are killed in turn, each after 300 messages, since one kill
+// lands between a claim and its acknowledgements only some of the time
+// (without the bound, 2 of 5 single kills held 40).
 func TestKilledConsumerHoldsAtMostWorkersMessages(t *testing.T) {
 	t.Parallel()
 	db := pgflowtest.New(t)
@@ -501,17 +504,20 @@ func TestKilledConsumerHoldsAtMostWorkersMessages(t *testing.T) {
 	if _, err := c.PublishBatch(ctx, msgs); err != nil {
 		t.Fatal(err)
 	}
-	p := pgflowtest.StartProcess(t, "TestHelperDrainProcess", "PGFLOW_DRAIN_SCHEMA="+db.Schema)
-	p.Next("PROGRESS ")
-	if err := p.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = p.Cmd.Wait()
-	held := db.Count(t, "pgflow_messages", "status = 'processing' AND locked_by = 'drainer'")
-	left := db.Count(t, "pgflow_messages", "")
-	t.Logf("killed after draining %d of %d; it held %d", len(msgs)-left, len(msgs), held)
-	if held > 20 {
-		t.Fatalf("the killed consumer held %d messages, more than its 20 workers", held)
+	for round := range 4 {
+		id := fmt.Sprintf("drainer-%d", round)
+		p := pgflowtest.StartProcess(t, "TestHelperDrainProcess", "PGFLOW_DRAIN_SCHEMA="+db.Schema, "PGFLOW_DRAIN_ID="+id)
+		p.Next("PROGRESS ")
+		if err := p.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = p.Cmd.Wait()
+		held := db.Count(t, "pgflow_messages", "status = 'processing' AND locked_by = $1", id)
+		left := db.Count(t, "pgflow_messages", "")
+		t.Logf("process %d killed with %d of %d messages drained; it held %d", round, len(msgs)-left, len(msgs), held)
+		if held > 20 {
+			t.Fatalf("killed consumer %d held %d messages, more than its 20 workers", round, held)
+		}
 	}
 }
 
