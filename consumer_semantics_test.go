@@ -50,14 +50,6 @@ func idleSignal(c *pgflow.Client, queue string, pollOnly bool) <-chan struct{} {
 	return ch
 }
 
-// drainSignal empties a coalesced signal channel.
-func drainSignal(ch <-chan struct{}) {
-	select {
-	case <-ch:
-	default:
-	}
-}
-
 // A handler past its timeout sees cause ErrHandlerTimeout; the attempt
 // fails with an error matching it, is retried, and is dead-lettered once
 // out of retries.
