@@ -263,7 +263,8 @@ func (c *Client) Stop(ctx context.Context) error {
 	return nil
 }
 
-// waitCtx waits for wg until ctx is done.
+// waitCtx waits for wg until ctx is done. Its helper goroutine ends with the
+// last of wg's goroutines.
 func waitCtx(ctx context.Context, wg *sync.WaitGroup) {
 	done := make(chan struct{})
 	go func() {

@@ -46,8 +46,9 @@
 //     cause ErrHandlerTimeout and an error it returns fails the attempt
 //     (retried with backoff, dead-lettered when out of retries); nil still
 //     acknowledges. A handler still running a grace period later (a third
-//     of the lease, at most 10 s) is stuck: its lease is no longer extended,
-//     so it expires and another consumer gets the message; an
+//     of the lease, at most 10 s; noticed at the next heartbeat) is stuck:
+//     its lease is no longer extended, so it expires and another consumer
+//     gets the message; an
 //     EventHandlerStuck event is emitted and ConsumerStats counts it. A
 //     stuck handler keeps its worker until it returns, so a consumer never
 //     runs more than Workers handlers.
