@@ -587,3 +587,52 @@ func TestAckTxKeepsTheCallersCommitSynchronous(t *testing.T) {
 	}
 	waitFor(t, "acknowledged", func() bool { return db.Count(t, "pgflow_messages", "") == 0 })
 }
+
+// Stop's context bounds the final acknowledgement write too: with the
+// message's row locked the acknowledgement cannot be written, and Stop
+// returns a *StopError counting it once its context is done (plus at most
+// the bounded best effort), not after the write's own 30 s timeout.
+func TestStopDeadlineBoundsTheFinalWrites(t *testing.T) {
+	t.Parallel()
+	db := pgflowtest.New(t)
+	ctx := context.Background()
+	c := newClient(t, db, pgflow.Config{})
+	started := make(chan int64, 1)
+	gate := make(chan struct{})
+	returned := make(chan struct{})
+	if err := c.Consume(pgflow.ConsumerConfig{Queue: "blocked", Handler: func(ctx context.Context, m *pgflow.Message) error {
+		started <- m.ID
+		<-gate
+		close(returned)
+		return nil
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Publish(ctx, "blocked", 1); err != nil {
+		t.Fatal(err)
+	}
+	id := await(t, "handler", started)
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	if _, err := tx.Exec(ctx, "SELECT 1 FROM "+db.Schema+".pgflow_messages WHERE id = $1 FOR UPDATE", id); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	<-returned
+	stopCtx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	err = c.Stop(stopCtx)
+	var se *pgflow.StopError
+	if !errors.As(err, &se) || se.Unwritten != 1 || se.Running != 0 || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Stop = %v, want a *StopError with 1 unwritten outcome", err)
+	}
+	// (The write given up on may still commit once the lock is released:
+	// the server may see the cancellation after that. Either way the
+	// message was handled.)
+}
