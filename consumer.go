@@ -239,8 +239,10 @@ func (c *Client) Stop(ctx context.Context) error {
 		cancel()
 		c.log.Warn("pgflow: stop deadline passed; unfinished messages handed back", "released", released, "running", running)
 	}
+	// The listener, rescuer and heartbeats end promptly once cancelled (the
+	// listener closes its connection within a second); ctx bounds the wait.
 	rs.stopBg()
-	rs.bg.Wait()
+	waitCtx(ctx, &rs.bg)
 	flushCtx := ctx
 	if late {
 		var cancel context.CancelFunc
