@@ -27,7 +27,7 @@ func benchClient(b *testing.B) (*Client, *pgflowtest.DB) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = c.Close(context.Background()) })
-	if err := c.DeclareQueue(context.Background(), DefaultQueueConfig("bench")); err != nil {
+	if err := c.DeclareQueue(context.Background(), QueueConfig{Name: "bench"}); err != nil {
 		b.Fatal(err)
 	}
 	return c, db
@@ -51,10 +51,10 @@ func benchFill(b *testing.B, c *Client, n int) {
 	}
 }
 
-func benchConsumer(c *Client) *consumer {
-	cs := &consumer{client: c, cfg: ConsumerConfig{Queue: "bench", Workers: 100, MaxBatch: 100}}
-	cs.settings.lease = 30 * time.Second
-	return cs
+func benchConsumer(c *Client) *consumerRun {
+	r := &consumerRun{c: c, cfg: ConsumerConfig{Queue: "bench", Workers: 100, MaxBatch: 100}}
+	r.settings.lease = 30 * time.Second
+	return r
 }
 
 func msgsPerSec(b *testing.B, n int) {
@@ -108,7 +108,7 @@ func BenchmarkClaim(b *testing.B) {
 			ctx := context.Background()
 			b.ResetTimer()
 			for range b.N {
-				msgs, err := cs.claim(ctx, batch)
+				msgs, _, err := cs.claimMessages(ctx, batch, nil)
 				if err != nil || len(msgs) != batch {
 					b.Fatalf("claim: %d messages, %v", len(msgs), err)
 				}
@@ -119,19 +119,19 @@ func BenchmarkClaim(b *testing.B) {
 }
 
 // claimAll claims n messages in claims of 100, for the ack/retry benchmarks.
-func benchClaimAll(b *testing.B, cs *consumer, n int) (ids []int64, attempts []int32) {
+func benchClaimAll(b *testing.B, cs *consumerRun, n int) (ids, tokens []int64) {
 	ctx := context.Background()
 	for len(ids) < n {
-		msgs, err := cs.claim(ctx, min(100, n-len(ids)))
+		msgs, _, err := cs.claimMessages(ctx, min(100, n-len(ids)), nil)
 		if err != nil || len(msgs) == 0 {
 			b.Fatalf("claim: %v", err)
 		}
 		for _, m := range msgs {
 			ids = append(ids, m.ID)
-			attempts = append(attempts, int32(m.Attempt))
+			tokens = append(tokens, m.token)
 		}
 	}
-	return ids, attempts
+	return ids, tokens
 }
 
 // BenchmarkAck: the ack flusher's statement, 100 acknowledgements per op.
@@ -139,13 +139,14 @@ func BenchmarkAck(b *testing.B) {
 	const per = 100
 	c, _ := benchClient(b)
 	benchFill(b, c, b.N*per)
-	ids, attempts := benchClaimAll(b, benchConsumer(c), b.N*per)
+	ids, tokens := benchClaimAll(b, benchConsumer(c), b.N*per)
 	ctx := context.Background()
 	b.ResetTimer()
 	for i := range b.N {
-		tag, err := c.pool.Exec(ctx, c.q.Get(query.AckMessages), ids[i*per:(i+1)*per], attempts[i*per:(i+1)*per])
-		if err != nil || tag.RowsAffected() != per {
-			b.Fatalf("ack: %v rows, %v", tag.RowsAffected(), err)
+		var n int
+		err := c.pool.QueryRow(ctx, c.q.Get(query.AckMessages), ids[i*per:(i+1)*per], tokens[i*per:(i+1)*per]).Scan(&n)
+		if err != nil || n != per {
+			b.Fatalf("ack: %v rows, %v", n, err)
 		}
 	}
 	msgsPerSec(b, b.N*per)
@@ -157,7 +158,7 @@ func BenchmarkRetry(b *testing.B) {
 	const per = 100
 	c, _ := benchClient(b)
 	benchFill(b, c, b.N*per)
-	ids, attempts := benchClaimAll(b, benchConsumer(c), b.N*per)
+	ids, tokens := benchClaimAll(b, benchConsumer(c), b.N*per)
 	texts, delays, perm := make([]string, per), make([]int64, per), make([]bool, per)
 	for i := range texts {
 		texts[i], delays[i] = "boom", 60000
@@ -165,7 +166,7 @@ func BenchmarkRetry(b *testing.B) {
 	ctx := context.Background()
 	b.ResetTimer()
 	for i := range b.N {
-		rows, err := c.pool.Query(ctx, c.q.Get(query.FailMessages), ids[i*per:(i+1)*per], attempts[i*per:(i+1)*per], texts, delays, perm)
+		rows, err := c.pool.Query(ctx, c.q.Get(query.FailMessages), ids[i*per:(i+1)*per], tokens[i*per:(i+1)*per], texts, delays, perm)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -70,6 +70,12 @@ type Client struct {
 	notifier *notifier
 	stats    *statsRecorder // nil when DisableStatsCounters
 
+	// testHooks are set by tests before Start (export_test.go).
+	testHooks struct {
+		idle      func(queue string, wakePending bool)
+		listening func()
+	}
+
 	mu        sync.Mutex
 	consumers map[string]*consumer
 	run       *runState // non-nil between Start and Stop
@@ -168,9 +174,6 @@ func (c *Client) Logger() *slog.Logger { return c.log }
 // the pool if the client owns it.
 func (c *Client) Close(ctx context.Context) error {
 	err := c.Stop(ctx)
-	if errors.Is(err, errNotStarted) {
-		err = nil
-	}
 	c.mu.Lock()
 	already := c.closed
 	c.closed = true
@@ -212,15 +215,6 @@ type QueueConfig struct {
 	LeaseTimeout Setting[time.Duration]
 	// Priority is the default priority of messages published without one.
 	Priority Setting[int]
-}
-
-// DefaultQueueConfig returns a QueueConfig with only Name set: every setting
-// takes the stored default.
-//
-// Deprecated: write QueueConfig{Name: name}. The defaults live in the
-// database (see QueueConfig); read a queue's settings with Client.Queue.
-func DefaultQueueConfig(name string) QueueConfig {
-	return QueueConfig{Name: name}
 }
 
 // maxQueueDuration bounds the queue durations (they are stored as integer

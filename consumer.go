@@ -2,9 +2,8 @@ package pgflow
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
-	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -12,19 +11,40 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgflow-go/pgflow/internal/backoff"
+	"github.com/pgflow-go/pgflow/internal/completer"
+	"github.com/pgflow-go/pgflow/internal/executor"
+	"github.com/pgflow-go/pgflow/internal/fetcher"
+	"github.com/pgflow-go/pgflow/internal/notify"
 	"github.com/pgflow-go/pgflow/internal/query"
+	"github.com/pgflow-go/pgflow/internal/rescuer"
 )
+
+// The consumer is assembled from internal parts, one job each: the fetcher
+// claims (internal/fetcher), the executor runs handlers (internal/executor),
+// the completer writes outcomes (internal/completer), the rescuer takes back
+// expired leases (internal/rescuer) and notify listens for wake-ups. This
+// file adapts them to the API: messages, events, settings, Start and Stop.
+
+// DefaultHandlerTimeout is ConsumerConfig.Timeout's default.
+const DefaultHandlerTimeout = time.Minute
 
 // ConsumerConfig registers a handler for one queue.
 type ConsumerConfig struct {
 	Queue   string
 	Handler Handler
-	// Workers is how many handlers run at once. Default 1.
+	// Workers is how many handlers run at once, and how many deliveries the
+	// consumer holds at most: running, or handled with the outcome not yet
+	// written. Default 1.
 	Workers int
 	// MaxBatch bounds how many messages one claim takes. Default: Workers,
 	// at most 1000. A claim never takes more than the free workers.
 	MaxBatch int
-	// Timeout bounds one handler call; 0 means the default.
+	// Timeout bounds one handler run. Past it the handler's context is
+	// cancelled with cause ErrHandlerTimeout and an error it then returns
+	// fails the attempt (retried with backoff, dead-lettered when out of
+	// retries); see Handler. Default DefaultHandlerTimeout (1 min); a
+	// negative value disables it, and the lease is then extended for as long
+	// as the handler runs.
 	Timeout time.Duration
 	// Declare, when set, declares the queue with these settings at Start;
 	// otherwise the queue keeps its stored settings (created with defaults
@@ -50,6 +70,10 @@ func (c *Client) Consume(cfg ConsumerConfig) error {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = min(cfg.Workers, 1000)
 	}
+	cfg.MaxBatch = min(cfg.MaxBatch, cfg.Workers)
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultHandlerTimeout
+	}
 	if cfg.Declare != nil {
 		d := *cfg.Declare
 		if d.Name == "" {
@@ -74,28 +98,33 @@ func (c *Client) Consume(cfg ConsumerConfig) error {
 	if _, dup := c.consumers[cfg.Queue]; dup {
 		return inputErr(ErrInvalidConfig, "consumer", cfg.Queue, "is already registered on this client")
 	}
-	c.consumers[cfg.Queue] = &consumer{client: c, cfg: cfg}
+	c.consumers[cfg.Queue] = &consumer{cfg: cfg}
 	return nil
 }
 
-// runState is what one Start…Stop span owns.
+// consumer is a registration; it never changes after Consume. What one
+// Start…Stop span runs lives in consumerRun.
+type consumer struct {
+	cfg ConsumerConfig
+}
+
+// runState is what one Start…Stop span owns. Built under c.mu by Start and
+// never modified afterwards, except through its parts' own locks.
 type runState struct {
 	fetchCtx    context.Context // cancelled first at Stop: no new claims
 	stopFetch   context.CancelFunc
-	handlerCtx  context.Context // cancelled when Stop's deadline passes
-	stopHandler context.CancelFunc
+	abortCtx    context.Context // cancelled when Stop's context is done: claims in flight are cut short
+	abort       context.CancelFunc
+	handlerCtx  context.Context // cancelled (cause ErrClientStopped) when Stop's deadline passes
+	stopHandler context.CancelCauseFunc
 	bgCtx       context.Context // listener, rescuer, heartbeats
 	stopBg      context.CancelFunc
 
 	fetchers sync.WaitGroup
-	workers  sync.WaitGroup
 	bg       sync.WaitGroup
 
-	acks  *ackFlusher
-	fails *failFlusher
+	runs map[string]*consumerRun
 }
-
-var errNotStarted = errors.New("pgflow: client not started")
 
 // Start launches the registered consumers, the lease rescuer and, unless
 // PollOnly, the notification listener. It returns once every consumer's
@@ -109,6 +138,11 @@ func (c *Client) Start(ctx context.Context) error {
 	if c.run != nil {
 		return fmt.Errorf("%w: already started", ErrInvalidConfig)
 	}
+	rs := &runState{runs: make(map[string]*consumerRun, len(c.consumers))}
+	rs.fetchCtx, rs.stopFetch = context.WithCancel(context.Background())
+	rs.abortCtx, rs.abort = context.WithCancel(context.Background())
+	rs.handlerCtx, rs.stopHandler = context.WithCancelCause(context.Background())
+	rs.bgCtx, rs.stopBg = context.WithCancel(context.Background())
 	for _, cs := range c.consumers {
 		if cs.cfg.Declare != nil {
 			if err := c.DeclareQueue(ctx, *cs.cfg.Declare); err != nil {
@@ -117,27 +151,25 @@ func (c *Client) Start(ctx context.Context) error {
 		} else if err := c.ensureQueue(ctx, c.pool, cs.cfg.Queue); err != nil {
 			return err
 		}
-		if err := cs.loadSettings(ctx); err != nil {
+		r := &consumerRun{c: c, cfg: cs.cfg}
+		if err := r.loadSettings(ctx); err != nil {
 			return err
 		}
+		rs.runs[cs.cfg.Queue] = r
 	}
-	rs := &runState{}
-	rs.fetchCtx, rs.stopFetch = context.WithCancel(context.Background())
-	rs.handlerCtx, rs.stopHandler = context.WithCancel(context.Background())
-	rs.bgCtx, rs.stopBg = context.WithCancel(context.Background())
-	rs.acks = newAckFlusher(c)
-	rs.fails = newFailFlusher(c)
 	c.run = rs
-
-	for _, cs := range c.consumers {
-		cs.start(rs)
+	for _, r := range rs.runs {
+		r.start(rs)
 	}
 	rs.bg.Add(1)
 	go func() {
 		defer rs.bg.Done()
-		c.rescueLoop(rs.bgCtx)
+		rescuer.Run(rs.bgCtx, c.cfg.RescueInterval, func(ctx context.Context) error {
+			_, err := c.RescueExpired(ctx)
+			return err
+		}, c.log)
 	}()
-	if !c.cfg.PollOnly && len(c.consumers) > 0 {
+	if !c.cfg.PollOnly && len(rs.runs) > 0 {
 		rs.bg.Add(1)
 		go func() {
 			defer rs.bg.Done()
@@ -147,60 +179,151 @@ func (c *Client) Start(ctx context.Context) error {
 	return nil
 }
 
+// stopBestEffort bounds the work Stop still does once its context is done:
+// handing messages back and writing outcomes already known.
+const stopBestEffort = time.Second
+
+// StopError is Stop's error when its context ended before every handler
+// returned and every outcome was written. It wraps the context's error.
+type StopError struct {
+	// Running is how many handlers had not returned. Their contexts were
+	// cancelled with cause ErrClientStopped and their messages handed back.
+	Running int
+	// Unwritten is how many outcomes (acknowledgements, failures) could not
+	// be written; those messages are delivered again when their lease
+	// expires.
+	Unwritten int
+	Err       error
+}
+
+func (e *StopError) Error() string {
+	return fmt.Sprintf("pgflow: stop: %v: %d handlers still running, %d outcomes unwritten", e.Err, e.Running, e.Unwritten)
+}
+
+func (e *StopError) Unwrap() error { return e.Err }
+
 // Stop stops claiming, waits for running handlers until ctx is done, then
-// cancels the rest and hands their messages back so another consumer takes
-// them at once. Pending acknowledgements are written before it returns. It
-// returns ctx's error if handlers had to be cut short.
+// cancels the rest (context.Cause is ErrClientStopped) and hands their
+// messages back so another consumer takes them at once. Outcomes already
+// known are written before it returns. ctx bounds every wait; once it is
+// done Stop makes one bounded best-effort attempt (about a second) to hand
+// messages back and write outcomes, and returns a *StopError that counts
+// the handlers still running. Stop on a client that is not running returns
+// nil.
 func (c *Client) Stop(ctx context.Context) error {
 	c.mu.Lock()
 	rs := c.run
 	c.run = nil
-	consumers := make([]*consumer, 0, len(c.consumers))
-	for _, cs := range c.consumers {
-		consumers = append(consumers, cs)
-	}
 	c.mu.Unlock()
 	if rs == nil {
-		return errNotStarted
+		return nil
 	}
+	defer context.AfterFunc(ctx, rs.abort)()
 	rs.stopFetch()
-	rs.fetchers.Wait()
-	for _, cs := range consumers {
-		close(cs.jobs)
+	waitCtx(ctx, &rs.fetchers)
+	running := 0
+	for _, r := range rs.runs {
+		r.exec.Close()
 	}
-	drained := make(chan struct{})
-	go func() {
-		rs.workers.Wait()
-		close(drained)
-	}()
-	var stopErr error
-	select {
-	case <-drained:
-	case <-ctx.Done():
-		stopErr = ctx.Err()
-		rs.stopHandler()
+	for _, r := range rs.runs {
+		running += r.exec.Wait(ctx)
+	}
+	late := ctx.Err() != nil
+	if late {
+		rs.stopHandler(ErrClientStopped)
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopBestEffort)
 		released := 0
-		relCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		for _, cs := range consumers {
-			released += cs.releaseAll(relCtx)
+		for _, r := range rs.runs {
+			released += r.releaseAll(bctx)
 		}
 		cancel()
-		c.log.Warn("pgflow: stop deadline passed; unfinished messages handed back", "released", released)
+		c.log.Warn("pgflow: stop deadline passed; unfinished messages handed back", "released", released, "running", running)
 	}
+	// The listener, rescuer and heartbeats end promptly once cancelled (the
+	// listener closes its connection within a second); ctx bounds the wait.
 	rs.stopBg()
-	rs.bg.Wait()
-	flushCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	rs.acks.Stop(flushCtx)
-	rs.fails.Stop(flushCtx)
-	rs.stopHandler()
-	return stopErr
+	waitCtx(ctx, &rs.bg)
+	flushCtx := ctx
+	if late {
+		var cancel context.CancelFunc
+		flushCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), stopBestEffort)
+		defer cancel()
+	}
+	unwritten := 0
+	for _, r := range rs.runs {
+		unwritten += r.done.Stop(flushCtx)
+	}
+	rs.stopHandler(ErrClientStopped)
+	rs.abort()
+	if late || unwritten > 0 {
+		err := ctx.Err()
+		if err == nil {
+			err = context.DeadlineExceeded
+		}
+		return &StopError{Running: running, Unwritten: unwritten, Err: err}
+	}
+	return nil
 }
 
-// consumer runs one queue's fetch loop and workers.
-type consumer struct {
-	client *Client
-	cfg    ConsumerConfig
+// waitCtx waits for wg until ctx is done. Its helper goroutine ends with the
+// last of wg's goroutines.
+func waitCtx(ctx context.Context, wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// ConsumerStats is a snapshot of one consumer of this client.
+type ConsumerStats struct {
+	Queue   string
+	Workers int
+	// Running counts handlers running now, stuck ones included.
+	Running int
+	// Stuck counts handlers still running past their timeout and grace
+	// period: their leases are no longer extended, so their messages go to
+	// another consumer. A stuck handler keeps its worker until it returns.
+	Stuck int
+	// Held counts deliveries the consumer holds: running, waiting for a
+	// worker, or handled with the outcome not yet written. At most Workers.
+	Held int
+}
+
+// ConsumerStats reports this client's consumers, by queue name, while it
+// runs; nil when it does not.
+func (c *Client) ConsumerStats() []ConsumerStats {
+	c.mu.Lock()
+	rs := c.run
+	c.mu.Unlock()
+	if rs == nil {
+		return nil
+	}
+	out := make([]ConsumerStats, 0, len(rs.runs))
+	for q, r := range rs.runs {
+		running, stuck := r.exec.Stats()
+		out = append(out, ConsumerStats{Queue: q, Workers: r.cfg.Workers, Running: running, Stuck: stuck, Held: r.slots.Held()})
+	}
+	slices.SortFunc(out, func(a, b ConsumerStats) int {
+		if a.Queue < b.Queue {
+			return -1
+		}
+		if a.Queue > b.Queue {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// consumerRun is one queue's consumer during one Start…Stop span.
+type consumerRun struct {
+	c   *Client
+	cfg ConsumerConfig
 
 	settings struct {
 		sync.Mutex
@@ -208,282 +331,177 @@ type consumer struct {
 		retry backoff.Policy
 	}
 
-	jobs      chan *delivery
-	slotFreed chan struct{}
-	wake      chan struct{}
-
-	// The claim-order key of the last message claimed, and when the last
-	// claim from the start of the queue ran (fetch loop only; see claim).
-	frontier struct {
-		ok        bool
-		priority  int
-		visibleAt time.Time
-		id        int64
-	}
-	lastFullScan time.Time
-
-	mu       sync.Mutex
-	inflight map[int64]*delivery
-	wakeAt   time.Time // earliest known future visible_at of local origin
-	timer    *time.Timer
+	slots *fetcher.Slots
+	fetch *fetcher.Fetcher
+	exec  *executor.Executor[*Message]
+	done  *completer.Completer
 }
 
-type delivery struct {
-	msg    *Message
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-}
+type task = executor.Task[*Message]
 
-func (cs *consumer) loadSettings(ctx context.Context) error {
-	qi, err := cs.client.Queue(ctx, cs.cfg.Queue)
+func (r *consumerRun) loadSettings(ctx context.Context) error {
+	qi, err := r.c.Queue(ctx, r.cfg.Queue)
 	if err != nil {
 		return err
 	}
-	cs.settings.Lock()
-	cs.settings.lease = qi.LeaseTimeout
-	cs.settings.retry = backoff.Policy{Base: qi.RetryDelay, Max: qi.MaxRetryDelay}
-	cs.settings.Unlock()
+	r.settings.Lock()
+	r.settings.lease = qi.LeaseTimeout
+	r.settings.retry = backoff.Policy{Base: qi.RetryDelay, Max: qi.MaxRetryDelay}
+	r.settings.Unlock()
 	return nil
 }
 
-func (cs *consumer) lease() time.Duration {
-	cs.settings.Lock()
-	defer cs.settings.Unlock()
-	return cs.settings.lease
+func (r *consumerRun) lease() time.Duration {
+	r.settings.Lock()
+	defer r.settings.Unlock()
+	return r.settings.lease
 }
 
-func (cs *consumer) retryPolicy() backoff.Policy {
-	cs.settings.Lock()
-	defer cs.settings.Unlock()
-	return cs.settings.retry
+func (r *consumerRun) retryPolicy() backoff.Policy {
+	r.settings.Lock()
+	defer r.settings.Unlock()
+	return r.settings.retry
 }
 
-func (cs *consumer) start(rs *runState) {
-	cs.jobs = make(chan *delivery, cs.cfg.Workers)
-	cs.slotFreed = make(chan struct{}, 1)
-	cs.wake = make(chan struct{}, 1)
-	cs.inflight = map[int64]*delivery{}
-	cs.wakeAt = time.Time{}
-	cs.frontier.ok = false
-	cs.timer = time.AfterFunc(time.Hour, cs.poke)
-	cs.timer.Stop()
-	for range cs.cfg.Workers {
-		rs.workers.Add(1)
-		go func() {
-			defer rs.workers.Done()
-			cs.work(rs)
-		}()
+// stuckGrace is how long a handler may run past its timeout before it is
+// stuck: a third of the lease, at most 10 s.
+func stuckGrace(lease time.Duration) time.Duration {
+	return min(lease/3, 10*time.Second)
+}
+
+// build creates the run's parts; start (or a benchmark) then runs them.
+func (r *consumerRun) build(handlerCtx context.Context) {
+	c := r.c
+	r.slots = fetcher.NewSlots(r.cfg.Workers)
+	fcfg := fetcher.Config{
+		Queue: r.cfg.Queue, MaxBatch: r.cfg.MaxBatch, Slots: r.slots, Claim: r.claim,
+		PollInterval: c.cfg.PollInterval, Log: c.log,
 	}
+	if h := c.testHooks.idle; h != nil {
+		q := r.cfg.Queue
+		fcfg.Idle = func(wakePending bool) { h(q, wakePending) }
+	}
+	r.fetch = fetcher.New(fcfg)
+	timeout := r.cfg.Timeout
+	r.exec = executor.New(handlerCtx, executor.Config[*Message]{
+		Workers: r.cfg.Workers,
+		Handle:  r.cfg.Handler,
+		Timeout: timeout, Grace: stuckGrace(r.lease()),
+		TimeoutCause: ErrHandlerTimeout, LeaseLostCause: ErrLeaseLost,
+		Panic: func(v any, stack []byte) error { return &PanicError{Value: v, Stack: stack} },
+		Done:  r.finished,
+		Stuck: r.stuck,
+	})
+	r.done = completer.New(completer.Config{
+		Name: r.cfg.Queue, Log: c.log,
+		WriteAcks: func(ctx context.Context, ids, tokens []int64) error {
+			_, err := c.pool.Exec(ctx, c.q.Get(query.AckMessages), ids, tokens)
+			return err
+		},
+		WriteFails: r.writeFails,
+		Acked:      func(items []completer.Ack) { r.slots.Release(len(items)) },
+		Failed:     r.failed,
+		// The fetcher waits for slots once fewer than a claim's worth are
+		// free: then acknowledgements go out without pacing.
+		Urgent: func() bool { return r.slots.Free() < r.cfg.MaxBatch },
+	})
+}
+
+func (r *consumerRun) start(rs *runState) {
+	r.build(rs.handlerCtx)
 	rs.fetchers.Add(1)
 	go func() {
 		defer rs.fetchers.Done()
-		defer cs.timer.Stop()
-		cs.fetchLoop(rs)
+		r.fetch.Run(rs.fetchCtx, rs.abortCtx)
 	}()
 	rs.bg.Add(1)
 	go func() {
 		defer rs.bg.Done()
-		cs.heartbeatLoop(rs.bgCtx)
+		r.heartbeatLoop(rs.bgCtx)
 	}()
 }
 
-// poke wakes the fetch loop: there may be work.
-func (cs *consumer) poke() {
-	select {
-	case cs.wake <- struct{}{}:
-	default:
+// claim is the fetcher's ClaimFunc: claims up to n messages and submits
+// them to the executor in claim order.
+func (r *consumerRun) claim(ctx context.Context, n int, after *fetcher.Key) (fetcher.Result, error) {
+	msgs, res, err := r.claimMessages(ctx, n, after)
+	if err != nil {
+		return res, err
 	}
-}
-
-// pokeAt wakes the fetch loop at t, when a message this process knows of
-// becomes visible (a delayed publish or a retry).
-func (cs *consumer) pokeAt(t time.Time) {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	if cs.timer == nil {
-		return
-	}
-	now := time.Now()
-	if !cs.wakeAt.IsZero() && cs.wakeAt.After(now) && !t.Before(cs.wakeAt) {
-		return
-	}
-	cs.wakeAt = t
-	cs.timer.Reset(max(t.Sub(now), 0) + time.Millisecond)
-}
-
-func (cs *consumer) freeSlots() int {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	return cs.cfg.Workers - len(cs.inflight)
-}
-
-// claimGather bounds how long a consumer with a backlog waits for more
-// workers to free up before claiming for the few that are free.
-const claimGather = time.Millisecond
-
-// gatherSlots waits until a full claim's worth of workers is free, for at
-// most claimGather, and returns the free slots.
-func (cs *consumer) gatherSlots(ctx context.Context, free int) int {
-	want := min(cs.cfg.Workers, cs.cfg.MaxBatch)
-	t := time.NewTimer(claimGather)
-	defer t.Stop()
-	for free < want {
-		select {
-		case <-cs.slotFreed:
-			free = cs.freeSlots()
-		case <-t.C:
-			return cs.freeSlots()
-		case <-ctx.Done():
-			return free
+	c := r.c
+	var orphans []*task
+	for _, m := range msgs {
+		t := &task{ID: m.ID, Token: m.token, Msg: m}
+		if len(c.hooks) > 0 {
+			c.emit(Event{Kind: EventReceived, Queue: m.Queue, MessageID: m.ID, Attempt: m.Attempt,
+				QueueWait: m.LeaseUntil.Add(-r.lease()).Sub(m.VisibleAt), Headers: m.Headers})
+		}
+		if !r.exec.Submit(t) {
+			orphans = append(orphans, t)
 		}
 	}
-	return free
+	if len(orphans) > 0 {
+		// Stop closed the executor while this claim ran: hand them back.
+		r.release(ctx, orphans)
+	}
+	return res, nil
 }
 
-func (cs *consumer) fetchLoop(rs *runState) {
-	ctx := rs.fetchCtx
-	c := cs.client
-	poll := time.NewTimer(c.cfg.PollInterval)
-	defer poll.Stop()
-	retry := backoff.Policy{Base: 50 * time.Millisecond, Max: 5 * time.Second}
-	failures := 0
-	maybeMore := true
-	var lastClaim time.Time
-	lastFound := 0
-	for {
-		free := cs.freeSlots()
-		if free <= 0 {
-			select {
-			case <-cs.slotFreed:
-				continue
-			case <-ctx.Done():
-				return
+// claimMessages runs one claim statement and returns the messages in claim
+// order.
+func (r *consumerRun) claimMessages(ctx context.Context, n int, after *fetcher.Key) ([]*Message, fetcher.Result, error) {
+	c := r.c
+	var res fetcher.Result
+	stmt := query.ClaimMessages
+	args := []any{r.cfg.Queue, n, c.cfg.ID, r.lease().Milliseconds()}
+	if after != nil {
+		stmt = query.ClaimMessagesAfter
+		args = append(args, int16(after.Priority), after.VisibleAt, after.ID)
+	}
+	rows, err := c.pool.Query(ctx, c.q.Get(stmt), args...)
+	if err != nil {
+		return nil, res, err
+	}
+	defer rows.Close()
+	msgs := make([]*Message, 0, n)
+	for rows.Next() {
+		if rows.RawValues()[0] == nil {
+			// The last row: when the next message becomes visible.
+			var next *int64
+			if err := rows.Scan(nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, &next); err != nil {
+				return nil, res, err
 			}
-		}
-		if !maybeMore {
-			select {
-			case <-cs.wake:
-			case <-poll.C:
-			case <-ctx.Done():
-				return
+			if next != nil {
+				res.HasNext, res.NextIn = true, time.Duration(*next)*time.Microsecond
 			}
-			poll.Reset(c.cfg.PollInterval)
-			// Messages trickling in: claim at most every claimPace, so
-			// that a claim takes the few that arrived meanwhile instead of
-			// one round trip and one transaction per message. Not after a
-			// claim that found nothing: a message arriving after a quiet
-			// spell (or after the extra wake-up every publish in this
-			// process causes, in-process and by NOTIFY) goes at once.
-			if wait := claimPace - time.Since(lastClaim); wait > 0 && lastFound > 0 && !backoff.Sleep(ctx, wait) {
-				return
-			}
-			free = cs.freeSlots()
-		} else if free < min(cs.cfg.Workers, cs.cfg.MaxBatch) {
-			// A backlog and only some workers free: let the others finish
-			// first (for at most claimGather), so claims stay large instead
-			// of one message per round trip.
-			free = cs.gatherSlots(ctx, free)
-		}
-		n := min(free, cs.cfg.MaxBatch)
-		// The claim itself is not cut short by Stop: a claim cancelled after
-		// the server committed it would strand its messages until their
-		// lease expired (and count that as a failed attempt). Stop waits at
-		// most one claim instead.
-		claimCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
-		lastClaim = time.Now()
-		msgs, err := cs.claim(claimCtx, n)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			failures++
-			d := retry.Delay(failures)
-			c.log.Warn("pgflow: claim failed; retrying", "queue", cs.cfg.Queue, "err", err, "retry_in", d)
-			if !backoff.Sleep(ctx, d) {
-				return
-			}
-			maybeMore = true
 			continue
 		}
-		failures = 0
-		lastFound = len(msgs)
-		for _, m := range msgs {
-			dctx, cancel := context.WithCancelCause(rs.handlerCtx)
-			d := &delivery{msg: m, ctx: dctx, cancel: cancel}
-			cs.mu.Lock()
-			cs.inflight[m.ID] = d
-			cs.mu.Unlock()
-			if len(c.hooks) > 0 {
-				c.emit(Event{Kind: EventReceived, Queue: m.Queue, MessageID: m.ID, Attempt: m.Attempt,
-					QueueWait: m.LeaseUntil.Add(-cs.lease()).Sub(m.VisibleAt), Headers: m.Headers})
-			}
-			cs.jobs <- d // never blocks: capacity is Workers and inflight ≤ Workers
+		m := &Message{Queue: r.cfg.Queue}
+		var prio int16
+		var headers []byte
+		// Payload and headers are scanned as bytes: PostgreSQL has
+		// validated them, and json.RawMessage would be parsed again.
+		if err := rows.Scan(&m.ID, (*[]byte)(&m.Payload), &headers, &prio, &m.Attempt, &m.RetryCount,
+			&m.CreatedAt, &m.VisibleAt, &m.LeaseUntil, &m.token, nil); err != nil {
+			return nil, res, err
 		}
-		maybeMore = len(msgs) == n
-	}
-}
-
-// claimPace is the shortest time between the starts of two claims of a
-// consumer whose last claim found some messages, but fewer than it asked
-// for. After a quiet spell, or a claim that found nothing, the next claim
-// goes at once.
-const claimPace = time.Millisecond
-
-// claimTimeout bounds one claim statement.
-const claimTimeout = 30 * time.Second
-
-// fullScanEvery is the longest a consumer with free workers goes without
-// claiming from the start of its queue.
-const fullScanEvery = 100 * time.Millisecond
-
-// frontierSlack is how far before the last claimed message's visible_at a
-// claim between full scans starts, so that messages committed a little out
-// of order are not left to the next full scan.
-const frontierSlack = 250 * time.Millisecond
-
-// claim claims up to n messages in claim order. Between claims from the
-// start of the queue (ClaimMessages, at least every fullScanEvery) it
-// starts from the key of the last message it claimed (ClaimMessagesAfter),
-// so the index scan skips the entries of messages already claimed, which a
-// pinned xmin horizon keeps from being cleaned up. When such a claim finds
-// fewer than n, the consumer asks for a wake-up when the next claim from the
-// start is due: a message behind the key (a lower priority, a transaction
-// that committed late) waits at most about fullScanEvery while workers are
-// free, or while a backlog keeps them busy.
-func (cs *consumer) claim(ctx context.Context, n int) ([]*Message, error) {
-	if cs.frontier.ok && time.Since(cs.lastFullScan) < fullScanEvery {
-		f := cs.frontier
-		// Start frontierSlack before the key: a message published
-		// concurrently with the last claimed one may commit after it with
-		// an earlier visible_at.
-		msgs, err := cs.claimStmt(ctx, query.ClaimMessagesAfter, n, int16(f.priority), f.visibleAt.Add(-frontierSlack), int64(0))
-		if err != nil {
-			return nil, err
+		m.Priority = int(prio)
+		if m.Headers, err = decodeHeaders(headers); err != nil {
+			return nil, res, err
 		}
-		cs.advance(msgs)
-		if len(msgs) < n {
-			cs.pokeAt(cs.lastFullScan.Add(fullScanEvery))
-		}
-		return msgs, nil
+		msgs = append(msgs, m)
 	}
-	msgs, err := cs.claimStmt(ctx, query.ClaimMessages, n)
-	if err != nil {
-		return nil, err
+	if err := rows.Err(); err != nil {
+		return nil, res, err
 	}
-	cs.lastFullScan = time.Now()
-	cs.advance(msgs)
-	return msgs, nil
-}
-
-// advance moves the frontier to the last of msgs (in claim order), if any.
-func (cs *consumer) advance(msgs []*Message) {
-	if len(msgs) == 0 {
-		return
+	// RETURNING has no order; hand out in claim order.
+	sortClaimOrder(msgs)
+	res.Claimed = len(msgs)
+	if len(msgs) > 0 {
+		last := msgs[len(msgs)-1]
+		res.Last = fetcher.Key{Priority: last.Priority, VisibleAt: last.VisibleAt, ID: last.ID}
 	}
-	last := msgs[len(msgs)-1]
-	cs.frontier.ok = true
-	cs.frontier.priority, cs.frontier.visibleAt, cs.frontier.id = last.Priority, last.VisibleAt, last.ID
+	return msgs, res, nil
 }
 
 func sortClaimOrder(msgs []*Message) {
@@ -498,178 +516,274 @@ func sortClaimOrder(msgs []*Message) {
 	})
 }
 
-func (cs *consumer) claimStmt(ctx context.Context, stmt string, n int, after ...any) ([]*Message, error) {
-	c := cs.client
-	args := append([]any{cs.cfg.Queue, n, c.cfg.ID, cs.lease().Milliseconds()}, after...)
-	msgs, err := hotCollect(ctx, c, query.ClaimSettings, stmt, args, func(r pgx.CollectableRow) (*Message, error) {
-		m := &Message{Queue: cs.cfg.Queue}
-		var prio int16
-		var headers []byte
-		// Payload and headers are scanned as bytes: PostgreSQL has
-		// validated them, and json.RawMessage would be parsed again.
-		err := r.Scan(&m.ID, (*[]byte)(&m.Payload), &headers, &prio, &m.Attempt, &m.RetryCount,
-			&m.CreatedAt, &m.VisibleAt, &m.LeaseUntil)
-		if err != nil {
-			return nil, err
+// finished receives each handler's outcome from the executor.
+func (r *consumerRun) finished(t *task, o executor.Outcome) {
+	c := r.c
+	m := t.Msg
+	switch {
+	case o.Cancelled || o.LeaseLost:
+		// Handed back at Stop, or taken over (the rescuer counted the
+		// failed attempt): nothing to write.
+		r.slots.Release(1)
+	case o.Err == nil:
+		if len(c.hooks) > 0 {
+			c.emit(Event{Kind: EventCompleted, Queue: m.Queue, MessageID: m.ID, Attempt: m.Attempt, HandlerDuration: o.Took})
 		}
-		m.Priority = int(prio)
-		m.Headers, err = decodeHeaders(headers)
-		return m, err
-	})
+		if !r.done.Ack(completer.Ack{ID: m.ID, Token: m.token}) {
+			r.slots.Release(1)
+		}
+	default:
+		delay, asked := retryDelay(o.Err)
+		if !asked {
+			delay = r.retryPolicy().Delay(m.RetryCount + 1)
+		}
+		if !r.done.Fail(completer.Fail{ID: m.ID, Token: m.token, Attempt: m.Attempt, Text: errorText(o.Err),
+			Permanent: IsPermanent(o.Err), Delay: delay, Err: o.Err, Took: o.Took}) {
+			r.slots.Release(1)
+		}
+	}
+}
+
+func (r *consumerRun) stuck(t *task) {
+	c := r.c
+	m := t.Msg
+	c.log.Warn("pgflow: handler stuck past its timeout; its lease is no longer extended",
+		"queue", m.Queue, "id", m.ID, "attempt", m.Attempt, "timeout", r.cfg.Timeout)
+	c.emit(Event{Kind: EventHandlerStuck, Queue: m.Queue, MessageID: m.ID, Attempt: m.Attempt, Err: ErrHandlerTimeout})
+}
+
+func (r *consumerRun) writeFails(ctx context.Context, items []completer.Fail) ([]completer.FailResult, error) {
+	c := r.c
+	n := len(items)
+	ids, tokens := make([]int64, n), make([]int64, n)
+	texts, delays, permanent := make([]string, n), make([]int64, n), make([]bool, n)
+	for i, it := range items {
+		ids[i], tokens[i] = it.ID, it.Token
+		texts[i], delays[i], permanent[i] = it.Text, it.Delay.Milliseconds(), it.Permanent
+	}
+	rows, err := c.pool.Query(ctx, c.q.Get(query.FailMessages), ids, tokens, texts, delays, permanent)
 	if err != nil {
 		return nil, err
 	}
-	// RETURNING has no order; hand out in claim order.
-	sortClaimOrder(msgs)
-	return msgs, nil
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (completer.FailResult, error) {
+		var fr completer.FailResult
+		err := row.Scan(&fr.ID, &fr.Dead)
+		return fr, err
+	})
 }
 
-func (cs *consumer) work(rs *runState) {
-	for d := range cs.jobs {
-		if rs.handlerCtx.Err() != nil {
-			// Stop's deadline passed: the message was released, skip it.
-			continue
-		}
-		cs.handle(rs, d)
+// failed runs after a fail write: events, freed slots, and a wake-up for
+// retries (every consumer of the queue re-reads when the next one is due).
+func (r *consumerRun) failed(items []completer.Fail, results []completer.FailResult) {
+	c := r.c
+	dead := make(map[int64]bool, len(results))
+	for _, fr := range results {
+		dead[fr.ID] = fr.Dead
 	}
-}
-
-func (cs *consumer) handle(rs *runState, d *delivery) {
-	c := cs.client
-	m := d.msg
-	start := time.Now()
-	err := cs.invoke(d.ctx, m)
-	took := time.Since(start)
-	leaseLost := errors.Is(context.Cause(d.ctx), ErrLeaseLost)
-	d.cancel(nil)
-	if err == nil {
-		if len(c.hooks) > 0 {
-			c.emit(Event{Kind: EventCompleted, Queue: m.Queue, MessageID: m.ID, Attempt: m.Attempt, HandlerDuration: took})
+	retried := false
+	for _, it := range items {
+		d, ok := dead[it.ID]
+		if !ok {
+			continue // taken over meanwhile
 		}
-		rs.acks.Add(ackItem{id: m.ID, attempt: m.Attempt})
-	} else if !leaseLost && rs.handlerCtx.Err() == nil {
-		// (A lost lease was already counted by the rescuer; a message cut
-		// short by Stop was released, not failed.)
-		delay, asked := retryDelay(err)
-		if !asked {
-			delay = cs.retryPolicy().Delay(m.RetryCount + 1)
+		kind := EventRetried
+		if d {
+			kind = EventDeadLettered
+		} else {
+			retried = true
 		}
-		rs.fails.Add(failItem{
-			id: m.ID, attempt: m.Attempt, queue: m.Queue, err: err, permanent: IsPermanent(err),
-			delay: delay, took: took, consumer: cs,
-		})
+		c.emit(Event{Kind: kind, Queue: r.cfg.Queue, MessageID: it.ID, Attempt: it.Attempt, Err: it.Err, HandlerDuration: it.Took})
 	}
-	cs.mu.Lock()
-	delete(cs.inflight, m.ID)
-	cs.mu.Unlock()
-	select {
-	case cs.slotFreed <- struct{}{}:
-	default:
+	r.slots.Release(len(items))
+	if retried {
+		c.wakeQueue(r.cfg.Queue)
 	}
-}
-
-// invoke runs the handler, turning a panic into a *PanicError.
-func (cs *consumer) invoke(ctx context.Context, m *Message) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = &PanicError{Value: r, Stack: debug.Stack()}
-		}
-	}()
-	return cs.cfg.Handler(ctx, m)
 }
 
 // heartbeatLoop extends the leases of running handlers every third of the
-// lease, cancels handlers whose lease was taken over, and refreshes the
-// queue's settings.
-func (cs *consumer) heartbeatLoop(ctx context.Context) {
-	c := cs.client
+// lease, cancels handlers whose lease was taken over, marks stuck ones, and
+// refreshes the queue's settings.
+func (r *consumerRun) heartbeatLoop(ctx context.Context) {
+	c := r.c
 	for {
-		if !backoff.Sleep(ctx, cs.lease()/3) {
+		if !backoff.Sleep(ctx, r.lease()/3) {
 			return
 		}
-		if err := cs.loadSettings(ctx); err != nil && ctx.Err() == nil {
-			c.log.Warn("pgflow: reading queue settings failed", "queue", cs.cfg.Queue, "err", err)
+		if err := r.loadSettings(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn("pgflow: reading queue settings failed", "queue", r.cfg.Queue, "err", err)
 		}
-		cs.mu.Lock()
-		ids, attempts := cs.leasesLocked()
-		cs.mu.Unlock()
-		if len(ids) == 0 {
-			continue
-		}
-		kept, err := hotCollect(ctx, c, query.HotPathSettings, query.ExtendLeases,
-			[]any{ids, attempts, cs.lease().Milliseconds()}, pgx.RowTo[int64])
-		if err != nil {
-			if ctx.Err() == nil {
-				c.log.Warn("pgflow: lease heartbeat failed", "queue", cs.cfg.Queue, "err", err)
-			}
-			continue
-		}
-		held := make(map[int64]bool, len(kept))
-		for _, id := range kept {
-			held[id] = true
-		}
-		cs.mu.Lock()
-		for i, id := range ids {
-			if d, ok := cs.inflight[id]; ok && !held[id] && d.msg.Attempt == int(attempts[i]) {
-				c.log.Warn("pgflow: lease lost; cancelling handler", "queue", cs.cfg.Queue, "id", id, "attempt", attempts[i])
-				d.cancel(ErrLeaseLost)
-			}
-		}
-		cs.mu.Unlock()
+		r.exec.Beat(ctx, r.extend, func(err error) {
+			c.log.Warn("pgflow: lease heartbeat failed", "queue", r.cfg.Queue, "err", err)
+		})
 	}
 }
 
-// leasesLocked lists the (id, attempt) of every in-flight message; cs.mu
-// must be held.
-func (cs *consumer) leasesLocked() ([]int64, []int32) {
-	ids := make([]int64, 0, len(cs.inflight))
-	attempts := make([]int32, 0, len(cs.inflight))
-	for id, d := range cs.inflight {
-		ids = append(ids, id)
-		attempts = append(attempts, int32(d.msg.Attempt))
+func (r *consumerRun) extend(ctx context.Context, ids, tokens []int64) ([]int64, error) {
+	c := r.c
+	rows, err := c.pool.Query(ctx, c.q.Get(query.ExtendLeases), ids, tokens, r.lease().Milliseconds())
+	if err != nil {
+		return nil, err
 	}
-	return ids, attempts
+	return pgx.CollectRows(rows, pgx.RowTo[int64])
 }
 
-// releaseAll hands every in-flight message back to the queue.
-func (cs *consumer) releaseAll(ctx context.Context) int {
-	c := cs.client
-	cs.mu.Lock()
-	ids, attempts := cs.leasesLocked()
-	for _, d := range cs.inflight {
-		d.cancel(ErrClientStopped)
-	}
-	clear(cs.inflight)
-	cs.mu.Unlock()
-	if len(ids) == 0 {
+// releaseAll cancels every unfinished delivery (cause ErrClientStopped) and
+// hands its message back to the queue.
+func (r *consumerRun) releaseAll(ctx context.Context) int {
+	return r.release(ctx, r.exec.CancelAll(ErrClientStopped))
+}
+
+func (r *consumerRun) release(ctx context.Context, tasks []*task) int {
+	if len(tasks) == 0 {
 		return 0
 	}
-	tag, err := c.hotExec(ctx, query.HotPathSettings, query.ReleaseMessages, ids, attempts)
+	c := r.c
+	ids, tokens := make([]int64, len(tasks)), make([]int64, len(tasks))
+	for i, t := range tasks {
+		ids[i], tokens[i] = t.ID, t.Token
+	}
+	tag, err := c.pool.Exec(ctx, c.q.Get(query.ReleaseMessages), ids, tokens)
 	if err != nil {
-		c.log.Error("pgflow: releasing messages at stop failed; they return when their lease expires", "queue", cs.cfg.Queue, "err", err, "messages", len(ids))
+		c.log.Error("pgflow: handing messages back failed; they return when their lease expires", "queue", r.cfg.Queue, "err", err, "messages", len(ids))
 		return 0
 	}
 	return int(tag.RowsAffected())
 }
 
-// wakeLocal pokes this client's consumer of queue, if any.
+// wakeLocal wakes this client's consumer of queue, if it runs.
 func (c *Client) wakeLocal(queue string) {
 	c.mu.Lock()
-	cs := c.consumers[queue]
-	running := c.run != nil
+	rs := c.run
 	c.mu.Unlock()
-	if cs != nil && running {
-		cs.poke()
+	if rs == nil {
+		return
+	}
+	if r := rs.runs[queue]; r != nil {
+		r.fetch.Wake()
 	}
 }
 
 func (c *Client) wakeAll() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.run == nil {
+	rs := c.run
+	c.mu.Unlock()
+	if rs == nil {
 		return
 	}
-	for _, cs := range c.consumers {
-		cs.poke()
+	for _, r := range rs.runs {
+		r.fetch.Wake()
+	}
+}
+
+// listen runs the notification listener until ctx is cancelled.
+func (c *Client) listen(ctx context.Context) {
+	l := &notify.Listener{
+		Connect: func(ctx context.Context) (*pgx.Conn, error) {
+			return pgx.ConnectConfig(ctx, c.pool.Config().ConnConfig.Copy())
+		},
+		Channel:  c.channel,
+		OnNotify: c.wakeLocal,
+		OnConnect: func() {
+			if h := c.testHooks.listening; h != nil {
+				h()
+			}
+			c.wakeAll()
+		},
+		Log: c.log,
+	}
+	l.Run(ctx)
+}
+
+// maxErrorBytes bounds the error text stored per attempt.
+const maxErrorBytes = 8 << 10
+
+// errorText is the error as stored: its message, cut to maxErrorBytes.
+func errorText(err error) string {
+	s := err.Error()
+	if len(s) > maxErrorBytes {
+		s = s[:maxErrorBytes] + "… (truncated)"
+	}
+	return s
+}
+
+const rescueBatch = 1000
+
+// RescueExpired takes back every message whose lease has expired: each
+// expiry counts as a failed attempt, so such a message is retried at once or,
+// with no retries left, dead-lettered. Started clients do this on their own
+// every RescueInterval; the call is for tools and tests. It returns how many
+// messages it took back.
+func (c *Client) RescueExpired(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		rows, err := c.pool.Query(ctx, c.q.Get(query.RescueExpiredLeases), rescueBatch)
+		if err != nil {
+			return total, fmt.Errorf("pgflow: rescue expired leases: %w", err)
+		}
+		type rescued struct {
+			id      int64
+			queue   string
+			attempt int
+			dead    bool
+		}
+		got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (rescued, error) {
+			var x rescued
+			err := r.Scan(&x.id, &x.queue, &x.attempt, &x.dead)
+			return x, err
+		})
+		if err != nil {
+			return total, fmt.Errorf("pgflow: rescue expired leases: %w", err)
+		}
+		total += len(got)
+		woken := map[string]bool{}
+		for _, x := range got {
+			errLease := fmt.Errorf("lease expired on attempt %d", x.attempt)
+			c.emit(Event{Kind: EventLeaseExpired, Queue: x.queue, MessageID: x.id, Attempt: x.attempt, Err: errLease})
+			if x.dead {
+				c.emit(Event{Kind: EventDeadLettered, Queue: x.queue, MessageID: x.id, Attempt: x.attempt, Err: errLease})
+			} else if !woken[x.queue] {
+				woken[x.queue] = true
+				c.wakeQueue(x.queue)
+			}
+		}
+		if len(got) > 0 {
+			c.log.Info("pgflow: took back messages whose lease expired", "count", len(got))
+		}
+		if len(got) < rescueBatch {
+			return total, nil
+		}
+	}
+}
+
+// AckTx acknowledges m inside tx, so the handler's own writes and the
+// acknowledgement commit together. It returns ErrLeaseLost if this delivery
+// no longer holds the message (its claim token no longer matches). When the
+// handler then returns nil, the consumer's own acknowledgement finds
+// nothing left to do.
+func (c *Client) AckTx(ctx context.Context, tx pgx.Tx, m *Message) error {
+	if tx == nil || m == nil {
+		return fmt.Errorf("%w: AckTx needs a transaction and a message", ErrInvalidConfig)
+	}
+	var n int
+	if err := tx.QueryRow(ctx, c.q.Get(query.AckMessageTx), m.ID, m.token).Scan(&n); err != nil {
+		return fmt.Errorf("pgflow: ack message %d: %w", m.ID, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: message %d attempt %d", ErrLeaseLost, m.ID, m.Attempt)
+	}
+	return nil
+}
+
+// HandleJSON returns a Handler that decodes each payload into a T and
+// calls fn with it. A payload that does not decode fails permanently (the
+// message goes to the dead-letter queue at once: retrying cannot help), with
+// an error that names the message and the type.
+func HandleJSON[T any](fn func(ctx context.Context, m *Message, v T) error) Handler {
+	return func(ctx context.Context, m *Message) error {
+		var v T
+		if err := json.Unmarshal(m.Payload, &v); err != nil {
+			return Permanent(fmt.Errorf("pgflow: decode message %d of queue %s into %T: %w", m.ID, m.Queue, v, err))
+		}
+		return fn(ctx, m, v)
 	}
 }

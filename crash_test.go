@@ -2,6 +2,7 @@ package pgflow_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -145,7 +146,9 @@ func throwawayClient(t *testing.T) (*pgcluster.Cluster, *pgxpool.Pool, *pgflow.C
 // Claims commit without waiting for their WAL flush. The server crashes
 // (immediate stop) right after a claim while its handler runs: whether the
 // claim survived or not, the message must be handled and acknowledged once
-// the server is back, and never dead-lettered.
+// the server is back, and never dead-lettered. When the claim was lost, the
+// message is claimed again with a new claim token, so the first delivery,
+// which outlived the crash, cannot acknowledge the second.
 func TestMessageClaimedJustBeforeAServerCrashIsStillHandled(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -154,18 +157,30 @@ func TestMessageClaimedJustBeforeAServerCrashIsStillHandled(t *testing.T) {
 		MaxRetryDelay: pgflow.Set(50 * time.Millisecond), LeaseTimeout: pgflow.Set(time.Second)}); err != nil {
 		t.Fatal(err)
 	}
-	started := make(chan struct{}, 8)
-	release := make(chan struct{})
-	var finished atomic.Int32
+	firstStarted := make(chan struct{})
+	secondStarted := make(chan struct{}, 8)
+	releaseFirst, releaseSecond := make(chan struct{}), make(chan struct{})
+	firstAck := make(chan error, 1)
+	var deliveries atomic.Int32
 	if err := c.Consume(pgflow.ConsumerConfig{Queue: "crash", Workers: 2, Handler: func(ctx context.Context, m *pgflow.Message) error {
-		started <- struct{}{}
-		if m.Attempt == 1 {
-			select { // the first delivery outlives the crash
-			case <-release:
-			case <-ctx.Done():
+		if deliveries.Add(1) == 1 {
+			close(firstStarted)
+			<-releaseFirst // the first delivery outlives the crash
+			tx, err := pool.Begin(ctx)
+			if err != nil {
+				firstAck <- err
+				return err
 			}
+			defer tx.Rollback(ctx) //nolint:errcheck
+			err = c.AckTx(ctx, tx, m)
+			if err == nil {
+				err = tx.Commit(ctx)
+			}
+			firstAck <- err
+			return err
 		}
-		finished.Add(1)
+		secondStarted <- struct{}{}
+		<-releaseSecond
 		return nil
 	}}); err != nil {
 		t.Fatal(err)
@@ -176,7 +191,7 @@ func TestMessageClaimedJustBeforeAServerCrashIsStillHandled(t *testing.T) {
 	if _, err := c.Publish(ctx, "crash", 1); err != nil {
 		t.Fatal(err)
 	}
-	<-started
+	<-firstStarted
 	if err := cl.Crash(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -185,10 +200,26 @@ func TestMessageClaimedJustBeforeAServerCrashIsStillHandled(t *testing.T) {
 	}
 	var status string
 	var attempt int
-	if err := pool.QueryRow(ctx, `SELECT status, attempt FROM pgflow_messages`).Scan(&status, &attempt); err == nil {
-		t.Logf("after the crash the message is %s, attempt %d (pending, attempt 0: the claim was lost)", status, attempt)
+	if err := pool.QueryRow(ctx, `SELECT status, attempt FROM pgflow_messages`).Scan(&status, &attempt); err != nil {
+		t.Fatal(err)
 	}
-	close(release)
+	t.Logf("after the crash the message is %s, attempt %d (pending, attempt 0: the claim was lost)", status, attempt)
+	if status == "pending" {
+		// The claim was lost: the message is delivered again (attempt 1
+		// again) with a new token while the first delivery still runs.
+		await(t, "second delivery", secondStarted)
+		close(releaseFirst)
+		if err := await(t, "the first delivery's AckTx", firstAck); !errors.Is(err, pgflow.ErrLeaseLost) {
+			t.Fatalf("first delivery's AckTx = %v, want ErrLeaseLost", err)
+		}
+		var live int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pgflow_messages WHERE status = 'processing'`).Scan(&live); err != nil || live != 1 {
+			t.Fatalf("the first delivery acknowledged the second (%d live, %v)", live, err)
+		}
+	} else {
+		close(releaseFirst)
+	}
+	close(releaseSecond)
 	waitFor(t, "the message acknowledged after the crash", func() bool {
 		var live, dead int
 		err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM pgflow_messages), (SELECT count(*) FROM pgflow_dlq)`).Scan(&live, &dead)
@@ -197,9 +228,6 @@ func TestMessageClaimedJustBeforeAServerCrashIsStillHandled(t *testing.T) {
 		}
 		return err == nil && live == 0
 	})
-	if finished.Load() < 1 {
-		t.Fatal("no handler finished")
-	}
 }
 
 // TestConsumerSurvivesServerRestart stops and restarts a throwaway cluster

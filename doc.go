@@ -42,9 +42,10 @@
 //
 // Connect owns its pool; New uses a *pgxpool.Pool you already have. The
 // runnable examples (Example, ExampleClient_PublishTx, …) show each call with
-// its output. Queues are created on first use with DefaultQueueConfig's
-// settings (3 retries, 1 s first retry delay, 30 s lease) unless
-// Config.StrictQueues asks for DeclareQueue first.
+// its output. Queues are created on first use with the defaults of
+// pgflow_queues' columns (3 retries, 1 s first retry delay, 30 s lease) unless
+// Config.StrictQueues asks for DeclareQueue first; DeclareQueue writes only
+// the settings it sets (Set(0) is an explicit zero) and reports changes.
 //
 // # Publishing
 //
@@ -66,8 +67,9 @@
 //
 // # Consuming
 //
-// Consume registers a Handler for one queue before Start; Workers handlers
-// run at once, fed by claims of up to MaxBatch messages taken with
+// Consume registers a Handler for one queue before Start (HandleJSON decodes
+// each payload into a type of yours; a payload that does not decode is
+// dead-lettered at once); Workers handlers run at once, fed by claims of up to MaxBatch messages taken with
 // FOR UPDATE SKIP LOCKED, so any number of processes can consume the same
 // queue. A handler returning nil acknowledges the message (it is deleted);
 // acknowledgements are batched. AckTx acknowledges inside the handler's own
@@ -78,11 +80,48 @@
 // mechanism in PollOnly mode, for PgBouncer in transaction pooling. PauseQueue
 // and ResumeQueue stop and restart claiming on every instance.
 //
-// Stop stops claiming, lets running handlers finish until its context is
-// done, then cancels the rest and hands their messages back so that another
-// consumer takes them at once; Close does the same and closes the pool when
-// the client owns it.
+// Every change of a message's state (claim, ack, retry or dead-letter, lease
+// extension, hand-back, rescue of an expired lease) is one function in the
+// schema, so each rule is written once. Close stops the client as Stop does
+// and closes the pool when the client owns it.
 //
+//   - Claim token: every claim gives the delivery a new random token, and
+//     only the holder of that token can acknowledge, fail, extend or hand
+//     back the message. A handler whose lease was taken over, or whose claim
+//     was lost in a database server crash (claims commit without waiting
+//     for their WAL flush, so a crash can make a claimed message pending
+//     again), cannot touch the new delivery: AckTx returns ErrLeaseLost and
+//     its outcome is ignored. Message.Attempt stays the delivery count.
+//   - Timeout: ConsumerConfig.Timeout (default 1 min, negative to disable)
+//     bounds a handler run. Past it the handler's context is cancelled with
+//     cause ErrHandlerTimeout and an error it returns fails the attempt
+//     (retried with backoff, dead-lettered when out of retries); nil still
+//     acknowledges. A handler still running a grace period later (a third
+//     of the lease, at most 10 s; noticed at the next heartbeat) is stuck:
+//     its lease is no longer extended, so it expires and another consumer
+//     gets the message; an
+//     EventHandlerStuck event is emitted and ConsumerStats counts it. A
+//     stuck handler keeps its worker until it returns, so a consumer never
+//     runs more than Workers handlers.
+//   - Held deliveries: a consumer holds at most Workers messages at a time,
+//     running or handled with the outcome not yet written. Claiming waits
+//     for acknowledgements as well as for workers, so a process killed at
+//     any moment repeats at most Workers deliveries.
+//   - Wake-ups: an idle consumer sleeps until a notification, its poll
+//     interval, or the moment the queue's next delayed or backed-off message
+//     becomes visible, which every claim that finds fewer messages than it
+//     asked for reads from the database. A retry notifies every process
+//     consuming the queue, so whichever is idle claims the message as it
+//     becomes visible, within a few milliseconds.
+//   - Stop: stops claiming, waits for running handlers until its context is
+//     done, writes the outcomes already known, and returns nil. If the
+//     context ends first, the handlers still running are cancelled (cause
+//     ErrClientStopped), their messages handed back at once (not a failed
+//     attempt), and Stop returns a *StopError counting them, after at most
+//     about a second more of best-effort writes. Stop on a client that is
+//     not running returns nil; Start may follow Stop at any time.
+//
+
 // # Retries and the dead-letter queue
 //
 // A handler error schedules a retry after retry_delay · 2^(n-1) (drawn from
@@ -104,8 +143,9 @@
 //
 // A claimed message is leased to its consumer (locked_by, locked_until)
 // rather than locked by an open transaction. While a handler runs, its
-// process extends the lease every third of the queue's LeaseTimeout. When a
-// process dies or freezes, its leases run out and the rescuer (every
+// process extends the lease every third of the queue's LeaseTimeout, up to
+// the handler's timeout and grace period. When a process dies, freezes or a
+// handler is stuck, its leases run out and the rescuer (every
 // Config.RescueInterval, in every started client) makes those messages available
 // again; an expiry counts as a failed attempt, so a message that kills its
 // process still ends in the DLQ. A handler whose lease was taken over sees
@@ -114,10 +154,11 @@
 //
 // Delivery is therefore at least once: a handler may see a message again
 // after a crash, so handlers should be idempotent, or acknowledge with AckTx.
-// Claims commit without waiting for their WAL flush: a claim lost in a
-// database server crash makes its messages available again at once, and a
-// handler still running that lost delivery may then acknowledge or fail the
-// next one. Acknowledgements, retries and publishes wait for their flush.
+// Claims and the consumer's acknowledgements commit without waiting for
+// their WAL flush: a database server crash may undo the last fraction of a
+// second of them, and those messages are delivered again (the claim token
+// keeps a handler of a lost claim from touching the new delivery). Retries,
+// dead-lettering, publishes and AckTx wait for their flush.
 //
 // # Operating
 //

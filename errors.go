@@ -21,8 +21,13 @@ var (
 	// taken over (it expired and another consumer claimed the message), and
 	// AckTx's error when the message is no longer this delivery's to ack.
 	ErrLeaseLost = errors.New("pgflow: lease lost")
-	// ErrClientStopped is returned when work is handed to a stopped client.
+	// ErrClientStopped is returned when work is handed to a stopped client,
+	// and is the cause of a handler's context when Stop cut it short.
 	ErrClientStopped = errors.New("pgflow: client stopped")
+	// ErrHandlerTimeout is the cause of a handler's context once it has run
+	// for ConsumerConfig.Timeout; the attempt then fails with an error
+	// matching it.
+	ErrHandlerTimeout = errors.New("pgflow: handler timeout")
 )
 
 // InputError describes bad input: which field, what was wrong. It wraps one

@@ -17,6 +17,7 @@ const (
 	EventRedriven      EventKind = "redriven"       // a DLQ message went back to its queue
 	EventPurged        EventKind = "purged"         // DLQ messages were deleted; Count is set
 	EventQueueChanged  EventKind = "queue_changed"  // DeclareQueue changed an existing queue's settings; Changes is set
+	EventHandlerStuck  EventKind = "handler_stuck"  // a handler ran past its timeout and grace period; its lease is no longer extended
 )
 
 // Event is what hooks receive. Fields that do not apply to a kind are zero.

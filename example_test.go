@@ -151,3 +151,44 @@ func ExampleClient_DeclareQueue() {
 	fmt.Println(q.Name, q.MaxRetries, q.RetryDelay, q.MaxRetryDelay, q.LeaseTimeout)
 	// Output: guardian_safety_profiles_queue 3 1s 5m0s 30s
 }
+
+// A typed handler: HandleJSON decodes each payload into the handler's type;
+// a payload that does not decode goes to the dead-letter queue at once.
+func ExampleHandleJSON() {
+	pool, schemaName, cleanup := exampleDB("typed")
+	defer cleanup()
+	ctx := context.Background()
+
+	client, err := pgflow.New(pool, pgflow.Config{Schema: schemaName})
+	if err != nil {
+		log.Fatal(err)
+	}
+	type Invoice struct {
+		Number string `json:"number"`
+		Cents  int64  `json:"cents"`
+	}
+	done := make(chan struct{})
+	err = client.Consume(pgflow.ConsumerConfig{
+		Queue:   "invoices",
+		Timeout: 30 * time.Second,
+		Handler: pgflow.HandleJSON(func(ctx context.Context, m *pgflow.Message, inv Invoice) error {
+			fmt.Printf("invoice %s: %d cents\n", inv.Number, inv.Cents)
+			close(done)
+			return nil
+		}),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := client.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := client.Publish(ctx, "invoices", Invoice{Number: "F-7", Cents: 1250}); err != nil {
+		log.Fatal(err)
+	}
+	<-done
+	if err := client.Close(ctx); err != nil {
+		log.Fatal(err)
+	}
+	// Output: invoice F-7: 1250 cents
+}

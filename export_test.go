@@ -2,3 +2,15 @@ package pgflow
 
 // ClaimPausedForTest exposes claimPausedInternal to the external tests.
 var ClaimPausedForTest = claimPausedInternal
+
+// SetTestHooks installs test signals on c; call before Start. idle runs
+// each time a consumer's fetcher goes to sleep with nothing left to claim
+// (wakePending: a wake-up is already queued); listening runs each time the
+// notification listener has (re)started listening.
+func SetTestHooks(c *Client, idle func(queue string, wakePending bool), listening func()) {
+	c.testHooks.idle = idle
+	c.testHooks.listening = listening
+}
+
+// MessageToken is a delivery's claim token.
+func MessageToken(m *Message) int64 { return m.token }

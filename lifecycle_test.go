@@ -136,7 +136,7 @@ func TestLostLeaseCancelsHandler(t *testing.T) {
 	}
 	id := <-started
 	// Another consumer takes the message over (as after an expiry).
-	db.Exec(t, `UPDATE pgflow_messages SET attempt = attempt + 1, locked_by = 'thief' WHERE id = $1`, id)
+	db.Exec(t, `UPDATE pgflow_messages SET attempt = attempt + 1, claim_token = claim_token + 1, locked_by = 'thief' WHERE id = $1`, id)
 	select {
 	case cause := <-causes:
 		if !errors.Is(cause, pgflow.ErrLeaseLost) {

@@ -14,8 +14,7 @@ type Message struct {
 	Payload  json.RawMessage
 	Headers  map[string]string
 	Priority int
-	// Attempt is this delivery's number, 1 for the first. It also guards the
-	// lease: only this delivery can acknowledge or fail the message.
+	// Attempt is this delivery's number, 1 for the first.
 	Attempt int
 	// RetryCount is the number of failed deliveries before this one
 	// (handler errors and expired leases).
@@ -26,6 +25,10 @@ type Message struct {
 	// LeaseUntil is when the lease granted at claim time runs out; heartbeats
 	// extend it while the handler runs.
 	LeaseUntil time.Time
+
+	// token is this delivery's claim token: only this delivery can
+	// acknowledge, fail, extend or hand back the message.
+	token int64
 }
 
 // Decode unmarshals the JSON payload into v.
@@ -40,8 +43,11 @@ func (m *Message) Decode(v any) error {
 // is deleted). Any other error schedules a retry with backoff, or moves the
 // message to the dead-letter queue when it has no retries left; wrap the
 // error with Permanent to dead-letter at once, or RetryAfter to choose the
-// delay. The context is cancelled when the client stops past its deadline or
-// the lease is lost (context.Cause is then ErrLeaseLost).
+// delay. The context is cancelled when the handler runs past the
+// consumer's Timeout (context.Cause is ErrHandlerTimeout; an error returned
+// then fails the attempt with an error matching ErrHandlerTimeout, while nil
+// still acknowledges), when the client stops past its deadline
+// (ErrClientStopped), or when the lease is lost (ErrLeaseLost).
 type Handler func(ctx context.Context, m *Message) error
 
 // decodeHeaders decodes a headers object read from the database; the empty

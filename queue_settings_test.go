@@ -116,10 +116,15 @@ func TestAutoCreatedAndDeclaredQueuesGetTheSameDefaults(t *testing.T) {
 	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "declared"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.DeclareQueue(ctx, pgflow.DefaultQueueConfig("deprecated")); err != nil {
+	// A consumer's own declaration with nothing set, at Start.
+	if err := c.Consume(pgflow.ConsumerConfig{Queue: "consumed", Declare: &pgflow.QueueConfig{},
+		Handler: func(context.Context, *pgflow.Message) error { return nil }}); err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{"auto", "declared", "deprecated"} {
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"auto", "declared", "consumed"} {
 		if got := queueSettings(t, c, q); got != documentedDefaults {
 			t.Errorf("%s: %+v, want %+v", q, got, documentedDefaults)
 		}

@@ -11,14 +11,16 @@ import (
 )
 
 // consumeOne starts a consumer on its own pool (like another process) and
-// returns a channel of handled message ids.
-func consumeOne(t *testing.T, db *pgflowtest.DB, cfg pgflow.Config, queue string) <-chan int64 {
+// returns a channel of handled message ids and its idle signal (see
+// idleSignal).
+func consumeOne(t *testing.T, db *pgflowtest.DB, cfg pgflow.Config, queue string) (<-chan int64, <-chan struct{}) {
 	t.Helper()
 	cfg.Schema, cfg.Logger = db.Schema, quietLogger()
 	c, err := pgflow.New(pgflowtest.NewPoolOn(t, db, 4), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	idle := idleSignal(c, queue, cfg.PollOnly)
 	got := make(chan int64, 16)
 	if err := c.Consume(pgflow.ConsumerConfig{Queue: queue, Handler: func(ctx context.Context, m *pgflow.Message) error {
 		got <- m.ID
@@ -30,23 +32,24 @@ func consumeOne(t *testing.T, db *pgflowtest.DB, cfg pgflow.Config, queue string
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close(context.Background()) })
-	return got
+	return got, idle
 }
 
 // notifyOnly declares queue on a fresh schema and returns a publishing
-// client and the ids handled by a consumer on a pool of its own that polls
-// once an hour: only a NOTIFY can wake it.
-func notifyOnly(t *testing.T, queue string) (*pgflow.Client, *pgflowtest.DB, <-chan int64) {
+// client, the ids handled by a consumer on a pool of its own that polls once
+// an hour, and that consumer's idle signal. It returns once the consumer
+// listens and sleeps with nothing to do: from then on only a NOTIFY can
+// wake it.
+func notifyOnly(t *testing.T, queue string) (*pgflow.Client, *pgflowtest.DB, <-chan int64, <-chan struct{}) {
 	t.Helper()
 	db := pgflowtest.New(t)
 	publisher := newClient(t, db, pgflow.Config{})
 	if err := publisher.DeclareQueue(context.Background(), pgflow.QueueConfig{Name: queue}); err != nil {
 		t.Fatal(err)
 	}
-	got := consumeOne(t, db, pgflow.Config{PollInterval: time.Hour}, queue)
-	// The consumer claims once at start and finds nothing; then it sleeps.
-	time.Sleep(100 * time.Millisecond)
-	return publisher, db, got
+	got, idle := consumeOne(t, db, pgflow.Config{PollInterval: time.Hour}, queue)
+	await(t, "consumer idle", idle)
+	return publisher, db, got, idle
 }
 
 // With polling effectively off, only a NOTIFY from the publishing process
@@ -54,8 +57,11 @@ func notifyOnly(t *testing.T, queue string) (*pgflow.Client, *pgflowtest.DB, <-c
 func TestNotifyWakesConsumerInAnotherProcess(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	publisher, db, got := notifyOnly(t, "wake")
+	publisher, db, got, idle := notifyOnly(t, "wake")
 	for i := range 3 {
+		if i > 0 {
+			await(t, "consumer idle", idle)
+		}
 		id, err := publisher.Publish(ctx, "wake", i)
 		if err != nil {
 			t.Fatal(err)
@@ -70,6 +76,7 @@ func TestNotifyWakesConsumerInAnotherProcess(t *testing.T) {
 		}
 	}
 	// PublishTx notifies at commit.
+	await(t, "consumer idle", idle)
 	tx, err := db.Pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +105,7 @@ func TestNotifyWakesConsumerInAnotherProcess(t *testing.T) {
 func TestBurstOfPublishesAllReachAConsumerInAnotherProcess(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	publisher, _, got := notifyOnly(t, "burst")
+	publisher, _, got, idle := notifyOnly(t, "burst")
 	const goroutines, each = 8, 25
 	for round := range 3 {
 		var wg sync.WaitGroup
@@ -124,8 +131,9 @@ func TestBurstOfPublishesAllReachAConsumerInAnotherProcess(t *testing.T) {
 				t.Fatalf("round %d: %d of %d messages handled; the rest were never announced", round, len(seen), goroutines*each)
 			}
 		}
-		// Silence, so the next round starts after a quiet spell.
-		time.Sleep(50 * time.Millisecond)
+		// Silence, so the next round starts after a quiet spell with the
+		// consumer asleep.
+		await(t, "consumer idle", idle)
 	}
 }
 
@@ -136,7 +144,7 @@ func TestPollOnlyMode(t *testing.T) {
 	db := pgflowtest.New(t)
 	ctx := context.Background()
 	publisher := newClient(t, db, pgflow.Config{PollOnly: true})
-	got := consumeOne(t, db, pgflow.Config{PollOnly: true, PollInterval: 20 * time.Millisecond}, "polled")
+	got, _ := consumeOne(t, db, pgflow.Config{PollOnly: true, PollInterval: 20 * time.Millisecond}, "polled")
 	id, err := publisher.Publish(ctx, "polled", 1)
 	if err != nil {
 		t.Fatal(err)

@@ -50,6 +50,7 @@ var kinds = [...]pgflow.EventKind{
 	pgflow.EventPublished, pgflow.EventPublishFailed, pgflow.EventReceived,
 	pgflow.EventCompleted, pgflow.EventRetried, pgflow.EventDeadLettered,
 	pgflow.EventLeaseExpired, pgflow.EventRedriven, pgflow.EventPurged,
+	pgflow.EventHandlerStuck,
 }
 
 const numKinds = len(kinds)
@@ -65,6 +66,7 @@ const (
 	iLeaseExpired
 	iRedriven
 	iPurged
+	iHandlerStuck
 )
 
 var kindHelp = map[pgflow.EventKind]string{
@@ -77,6 +79,7 @@ var kindHelp = map[pgflow.EventKind]string{
 	pgflow.EventLeaseExpired:  "Deliveries whose lease ran out and that the rescuer took back.",
 	pgflow.EventRedriven:      "Dead-lettered messages sent back to their queue.",
 	pgflow.EventPurged:        "Dead-lettered messages deleted.",
+	pgflow.EventHandlerStuck:  "Handlers still running past their timeout and grace period; their leases are no longer extended.",
 }
 
 // NewEventCollector returns a collector with no series yet: a queue's series
@@ -173,6 +176,8 @@ func (ec *EventCollector) Observe(e pgflow.Event) {
 		qi.counters[iRedriven].Add(float64(count(e)))
 	case pgflow.EventPurged:
 		qi.counters[iPurged].Add(float64(count(e)))
+	case pgflow.EventHandlerStuck:
+		qi.counters[iHandlerStuck].Inc()
 	}
 }
 

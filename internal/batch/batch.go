@@ -32,7 +32,17 @@ type Flusher[T any] struct {
 	// so a write stuck on a dead connection cannot outlive Stop.
 	runCtx    context.Context
 	cancelRun context.CancelFunc
+	// dropped counts items Stop could not write (set by the loop before done).
+	dropped int
+	// urgent, if set, cuts the pace short: while it returns true, a batch is
+	// written as soon as the previous write is done.
+	urgent func() bool
 }
+
+// SetUrgent installs a check that cuts the pace short while it returns
+// true (for example: someone is waiting for these writes). Call it before
+// the first Add.
+func (f *Flusher[T]) SetUrgent(urgent func() bool) { f.urgent = urgent }
 
 // New starts a flusher. max bounds a batch; the input buffer holds 4×max.
 func New[T any](name string, max int, log *slog.Logger, flush FlushFunc[T]) *Flusher[T] {
@@ -73,12 +83,13 @@ func (f *Flusher[T]) Add(item T) bool {
 }
 
 // Stop writes what is queued, trying until ctx is done, and ends the
-// goroutine. Items left unwritten are logged and dropped.
-func (f *Flusher[T]) Stop(ctx context.Context) {
+// goroutine. Items left unwritten are logged and dropped; Stop returns how
+// many (0 on a second call).
+func (f *Flusher[T]) Stop(ctx context.Context) int {
 	select {
 	case <-f.stop:
 		<-f.done
-		return
+		return 0
 	default:
 	}
 	f.final = ctx
@@ -87,6 +98,7 @@ func (f *Flusher[T]) Stop(ctx context.Context) {
 	close(f.stop)
 	<-f.done
 	f.cancelRun()
+	return f.dropped
 }
 
 func (f *Flusher[T]) loop() {
@@ -101,7 +113,7 @@ func (f *Flusher[T]) loop() {
 			f.drain(batch[:0])
 			return
 		}
-		if wait := f.pace - time.Since(lastStart); wait > 0 {
+		if wait := f.pace - time.Since(lastStart); wait > 0 && !f.isUrgent() {
 			var stopped bool
 			if batch, stopped = f.gather(batch, wait); stopped {
 				f.drain(batch)
@@ -125,8 +137,11 @@ func (f *Flusher[T]) loop() {
 	}
 }
 
-// gather adds arriving items to batch for at most wait or until it is full.
-// It reports whether the flusher was stopped meanwhile.
+func (f *Flusher[T]) isUrgent() bool { return f.urgent != nil && f.urgent() }
+
+// gather adds arriving items to batch for at most wait, until it is full, or
+// until the flusher is urgent. It reports whether the flusher was stopped
+// meanwhile.
 func (f *Flusher[T]) gather(batch []T, wait time.Duration) ([]T, bool) {
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -134,6 +149,9 @@ func (f *Flusher[T]) gather(batch []T, wait time.Duration) ([]T, bool) {
 		select {
 		case item := <-f.in:
 			batch = append(batch, item)
+			if f.isUrgent() {
+				return batch, false
+			}
 		case <-t.C:
 			return batch, false
 		case <-f.stop:
@@ -187,11 +205,17 @@ func (f *Flusher[T]) drain(batch []T) {
 				break
 			}
 			if f.final.Err() != nil {
+				f.dropped = len(batch) + len(f.in)
 				f.log.Error("pgflow: batch dropped at stop; these messages will be delivered again when their lease expires",
-					"batch", f.name, "items", len(batch)+len(f.in), "err", err)
+					"batch", f.name, "items", f.dropped, "err", err)
 				return
 			}
-			time.Sleep(20 * time.Millisecond)
+			t := time.NewTimer(20 * time.Millisecond)
+			select {
+			case <-t.C:
+			case <-f.final.Done():
+				t.Stop()
+			}
 		}
 		batch = batch[:0]
 	}

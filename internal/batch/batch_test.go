@@ -156,3 +156,22 @@ func TestPacedFlusherWritesAFullBatchAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// An urgent paced flusher writes without waiting for its pace.
+func TestUrgentSkipsThePace(t *testing.T) {
+	writes := make(chan int, 4)
+	f := NewPaced("t", 10, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)), func(ctx context.Context, items []int) error {
+		writes <- len(items)
+		return nil
+	})
+	f.SetUrgent(func() bool { return true })
+	defer f.Stop(context.Background())
+	for range 2 {
+		f.Add(1)
+		select {
+		case <-writes:
+		case <-time.After(time.Minute):
+			t.Fatal("an urgent item waited for the pace")
+		}
+	}
+}

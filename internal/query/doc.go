@@ -5,10 +5,12 @@
 // The statements live in sql/*.sql, one named statement per block:
 //
 //	-- name: ClaimMessages
-//	WITH next AS (...) UPDATE ...
+//	SELECT ... FROM {{schema}}.pgflow_claim($1, $2, $3, $4);
 //
 // Each file groups one area (publish, consume, queues, dlq, admin,
-// metrics). Keeping the SQL in files rather than in Go strings lets it be
+// metrics). The consumer's statements are thin calls of the functions of
+// migration 0004, which hold every change of a live message's state in one
+// place. Keeping the SQL in files rather than in Go strings lets it be
 // read, reviewed and EXPLAINed as SQL; the package's tests prepare every
 // statement against a migrated schema, and Get panics on a name that does
 // not exist, so a typo fails the tests rather than production.

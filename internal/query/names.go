@@ -19,12 +19,10 @@ const (
 	InsertMessages           = "InsertMessages"
 	InsertMessagesPlain      = "InsertMessagesPlain"
 
-	HotPathSettings     = "HotPathSettings"
-	ClaimSettings       = "ClaimSettings"
 	ClaimMessages       = "ClaimMessages"
 	ClaimMessagesAfter  = "ClaimMessagesAfter"
 	AckMessages         = "AckMessages"
-	AckMessage          = "AckMessage"
+	AckMessageTx        = "AckMessageTx"
 	FailMessages        = "FailMessages"
 	ExtendLeases        = "ExtendLeases"
 	ReleaseMessages     = "ReleaseMessages"

@@ -1,0 +1,36 @@
+// Package executor runs a consumer's handlers on a fixed set of workers.
+//
+// # Outcome
+//
+// Each task runs its handler once with a context of its own; a panic
+// becomes an error (Config.Panic); the outcome goes to Config.Done with how
+// long the handler ran. Nothing here writes to the database: the owner
+// turns outcomes into acknowledgements and failures.
+//
+// # Timeout
+//
+// With Config.Timeout set, a handler's context is cancelled with cause
+// Config.TimeoutCause once it has run that long (ctx.Err() is then
+// context.Canceled; the cause says why). Each worker has one timer, reset
+// per task, so the timeout costs no allocation per delivery. A handler that returns an
+// error after that fails with an error matching TimeoutCause (wrapping its
+// own); one that returns nil succeeded anyway. A handler still running
+// Config.Grace after its timeout is stuck: the heartbeat no longer extends
+// its lease, so the lease expires and another consumer gets the message,
+// Config.Stuck is called once, and the task counts as stuck in Stats until
+// it returns. A stuck handler keeps its worker: Workers bounds the
+// goroutines a consumer runs, stuck or not.
+//
+// # Heartbeat
+//
+// Heartbeat extends the leases of running, not stuck, tasks every period;
+// a task whose lease the database no longer grants is cancelled with cause
+// Config.LeaseLostCause.
+//
+// # Stopping
+//
+// Close lets the workers finish what was submitted and end; Wait waits for
+// them until its context is done. CancelAll cancels every task not yet
+// finished with a cause and returns them, for the owner to hand back;
+// workers skip the ones not yet started.
+package executor

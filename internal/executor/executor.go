@@ -1,0 +1,309 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Task is one delivery to run.
+type Task[T any] struct {
+	ID    int64
+	Token int64
+	Msg   T
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	start  time.Time // zero until a worker starts it (guarded by Executor.mu)
+	stuck  bool      // guarded by Executor.mu
+	done   bool      // guarded by Executor.mu
+}
+
+// Outcome is how a task ended.
+type Outcome struct {
+	Err  error
+	Took time.Duration
+	// LeaseLost: the lease was taken over (heartbeat) while the handler ran;
+	// the outcome must not be written.
+	LeaseLost bool
+	// Cancelled: CancelAll took the task back; nothing is to be written.
+	Cancelled bool
+	// Skipped: the task never ran (cancelled before a worker took it).
+	Skipped bool
+}
+
+// Config configures an Executor.
+type Config[T any] struct {
+	Workers int
+	Handle  func(ctx context.Context, msg T) error
+	// Timeout bounds a handler's run; zero or negative: no bound.
+	Timeout time.Duration
+	// Grace is how long past Timeout a handler may run before it is stuck.
+	Grace          time.Duration
+	TimeoutCause   error
+	LeaseLostCause error
+	// Panic turns a recovered panic into the handler's error.
+	Panic func(v any, stack []byte) error
+	// Done receives every task's outcome, on the worker's goroutine.
+	Done func(t *Task[T], o Outcome)
+	// Stuck is called once per task that became stuck.
+	Stuck func(t *Task[T])
+}
+
+// Executor runs tasks. Safe for concurrent use.
+type Executor[T any] struct {
+	cfg    Config[T]
+	parent context.Context
+	queue  chan *Task[T]
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	inflight map[int64]*Task[T]
+	closed   bool
+}
+
+// New starts cfg.Workers workers. parent parents every task's context.
+func New[T any](parent context.Context, cfg Config[T]) *Executor[T] {
+	e := &Executor[T]{
+		cfg: cfg, parent: parent,
+		queue:    make(chan *Task[T], cfg.Workers),
+		inflight: make(map[int64]*Task[T], cfg.Workers),
+	}
+	for range cfg.Workers {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			w := &worker[T]{}
+			if cfg.Timeout > 0 {
+				// One timer per worker, reset for each task: no allocation
+				// per delivery. A firing meant for an earlier task finds a
+				// task that has not run for Timeout yet and does nothing.
+				w.timer = time.AfterFunc(time.Hour, func() {
+					if t := w.cur.Load(); t != nil && time.Since(t.start) >= cfg.Timeout {
+						t.cancel(cfg.TimeoutCause)
+					}
+				})
+				w.timer.Stop()
+				defer w.timer.Stop()
+			}
+			for t := range e.queue {
+				e.run(w, t)
+			}
+		}()
+	}
+	return e
+}
+
+// worker is one worker goroutine's timeout timer and current task.
+type worker[T any] struct {
+	timer *time.Timer
+	cur   atomic.Pointer[Task[T]]
+}
+
+// Submit queues a task. The owner submits at most Workers tasks that have
+// not finished, so Submit never blocks. It returns false after Close.
+func (e *Executor[T]) Submit(t *Task[T]) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return false
+	}
+	t.ctx, t.cancel = context.WithCancelCause(e.parent)
+	e.inflight[t.ID] = t
+	e.queue <- t
+	return true
+}
+
+func (e *Executor[T]) run(w *worker[T], t *Task[T]) {
+	e.mu.Lock()
+	if t.ctx.Err() != nil {
+		// Taken back (CancelAll) before it started.
+		delete(e.inflight, t.ID)
+		t.done = true
+		e.mu.Unlock()
+		t.cancel(nil)
+		e.cfg.Done(t, Outcome{Skipped: true, Cancelled: true})
+		return
+	}
+	t.start = time.Now()
+	e.mu.Unlock()
+
+	// The timeout cancels the task's own context (the worker's timer, not a
+	// context of its own), so the first cause wins: timeout, lease lost, or
+	// stop.
+	if w.timer != nil {
+		w.cur.Store(t)
+		w.timer.Reset(e.cfg.Timeout)
+	}
+	err := e.invoke(t.ctx, t.Msg)
+	took := time.Since(t.start)
+	if w.timer != nil {
+		w.timer.Stop()
+		w.cur.Store(nil)
+	}
+	o := Outcome{Took: took}
+	switch cause := context.Cause(t.ctx); {
+	case cause == nil:
+	case e.cfg.TimeoutCause != nil && errors.Is(cause, e.cfg.TimeoutCause):
+		if err != nil && !errors.Is(err, e.cfg.TimeoutCause) {
+			err = fmt.Errorf("%w after %v: %w", e.cfg.TimeoutCause, e.cfg.Timeout, err)
+		}
+	case e.cfg.LeaseLostCause != nil && errors.Is(cause, e.cfg.LeaseLostCause):
+		o.LeaseLost = true
+	default:
+		// Cancelled by CancelAll (stop) or the parent.
+		o.Cancelled = true
+	}
+	o.Err = err
+	e.mu.Lock()
+	delete(e.inflight, t.ID)
+	t.done = true
+	e.mu.Unlock()
+	t.cancel(nil)
+	e.cfg.Done(t, o)
+}
+
+func (e *Executor[T]) invoke(ctx context.Context, msg T) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if e.cfg.Panic != nil {
+				err = e.cfg.Panic(r, debug.Stack())
+			} else {
+				err = fmt.Errorf("handler panicked: %v", r)
+			}
+		}
+	}()
+	return e.cfg.Handle(ctx, msg)
+}
+
+// Close ends the workers once the submitted tasks are done.
+func (e *Executor[T]) Close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.closed {
+		e.closed = true
+		close(e.queue)
+	}
+}
+
+// Wait waits for the workers to end after Close, until ctx is done. It
+// returns how many handlers were still running.
+func (e *Executor[T]) Wait(ctx context.Context) int {
+	done := make(chan struct{})
+	go func() {
+		e.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return 0
+	case <-ctx.Done():
+	}
+	running, _ := e.Stats()
+	return running
+}
+
+// CancelAll cancels every task not finished with cause and returns them.
+func (e *Executor[T]) CancelAll(cause error) []*Task[T] {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]*Task[T], 0, len(e.inflight))
+	for _, t := range e.inflight {
+		t.cancel(cause)
+		out = append(out, t)
+	}
+	clear(e.inflight)
+	return out
+}
+
+// Stats counts the tasks running (stuck ones included) and stuck.
+func (e *Executor[T]) Stats() (running, stuck int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, t := range e.inflight {
+		if !t.start.IsZero() {
+			running++
+			if t.stuck {
+				stuck++
+			}
+		}
+	}
+	return running, stuck
+}
+
+// Leases lists the tasks whose lease the heartbeat should extend: every
+// task not stuck. Tasks running longer than Timeout+Grace become stuck here
+// (Config.Stuck is called for each, outside the lock).
+func (e *Executor[T]) Leases(now time.Time) (ids, tokens []int64) {
+	var newlyStuck []*Task[T]
+	e.mu.Lock()
+	ids = make([]int64, 0, len(e.inflight))
+	tokens = make([]int64, 0, len(e.inflight))
+	for _, t := range e.inflight {
+		if !t.stuck && e.cfg.Timeout > 0 && !t.start.IsZero() && now.Sub(t.start) > e.cfg.Timeout+e.cfg.Grace {
+			t.stuck = true
+			newlyStuck = append(newlyStuck, t)
+		}
+		if !t.stuck {
+			ids = append(ids, t.ID)
+			tokens = append(tokens, t.Token)
+		}
+	}
+	e.mu.Unlock()
+	if e.cfg.Stuck != nil {
+		for _, t := range newlyStuck {
+			e.cfg.Stuck(t)
+		}
+	}
+	return ids, tokens
+}
+
+// ExtendFunc extends the leases of (ids, tokens) and returns the ids it
+// extended.
+type ExtendFunc func(ctx context.Context, ids, tokens []int64) ([]int64, error)
+
+// Heartbeat extends leases every period() until ctx is done; period is read
+// before each wait, so a changed lease applies at the next beat. onErr
+// receives failed extensions.
+func (e *Executor[T]) Heartbeat(ctx context.Context, period func() time.Duration, extend ExtendFunc, onErr func(error)) {
+	for {
+		t := time.NewTimer(period())
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+		e.Beat(ctx, extend, onErr)
+	}
+}
+
+// Beat runs one heartbeat.
+func (e *Executor[T]) Beat(ctx context.Context, extend ExtendFunc, onErr func(error)) {
+	ids, tokens := e.Leases(time.Now())
+	if len(ids) == 0 {
+		return
+	}
+	kept, err := extend(ctx, ids, tokens)
+	if err != nil {
+		if ctx.Err() == nil && onErr != nil {
+			onErr(err)
+		}
+		return
+	}
+	held := make(map[int64]bool, len(kept))
+	for _, id := range kept {
+		held[id] = true
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i, id := range ids {
+		if t, ok := e.inflight[id]; ok && !held[id] && t.Token == tokens[i] {
+			t.cancel(e.cfg.LeaseLostCause)
+		}
+	}
+}

@@ -1,0 +1,34 @@
+// Package fetcher runs one consumer's claim loop.
+//
+// # Slots
+//
+// A consumer has Workers slots. The fetcher takes a slot for every message
+// it claims, and the owner gives it back only once the delivery's outcome is
+// written (acknowledged, failed, released) or known to need no write (the
+// lease was lost). So the messages a consumer holds, running or handled but
+// not yet acknowledged, never exceed Workers: claiming waits for running
+// handlers and for acknowledgements alike, and a process killed at any point
+// leaves at most Workers deliveries to be repeated.
+//
+// # Claims
+//
+// With free slots the fetcher claims up to min(free, MaxBatch) messages. A
+// backlog with only some slots free waits briefly (GatherWait) for more, so
+// claims stay large; a trickle is claimed at most every Pace, so one claim
+// takes what arrived meanwhile. Between claims from the start of the queue,
+// at least every FullScanEvery, a claim starts at the claim-order key of
+// the last message claimed (the frontier), minus FrontierSlack for rows
+// committed out of order; see the claim function's comment in the schema.
+//
+// # Wake-ups
+//
+// An idle fetcher sleeps until Wake (a local publish, a NOTIFY), the poll
+// interval, or its timer. After a claim that found fewer messages than it
+// asked for, the database says when the queue's next delayed or backed-off
+// message becomes visible; the timer is set for that moment (and for the
+// next full scan when a frontier claim came up short). Every fetcher of the
+// queue does this after every short claim, and a retry or delayed publish
+// wakes every fetcher (a NOTIFY), so each of them re-reads the next moment:
+// a retried message is claimed as it becomes visible by any process, not
+// only the one that failed it.
+package fetcher

@@ -1,0 +1,234 @@
+package fetcher
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/pgflow-go/pgflow/internal/backoff"
+)
+
+// Key is a message's position in claim order.
+type Key struct {
+	Priority  int
+	VisibleAt time.Time
+	ID        int64
+}
+
+// Result is what one claim did.
+type Result struct {
+	// Claimed is how many messages were claimed and handed on.
+	Claimed int
+	// Last is the claim-order key of the last of them (Claimed > 0).
+	Last Key
+	// NextIn, when HasNext, is how long until the queue's next message that
+	// is not visible yet becomes visible (reported by short claims only).
+	NextIn  time.Duration
+	HasNext bool
+}
+
+// ClaimFunc claims up to n messages, from the start of the queue (after
+// nil) or from a little before after, and hands them on before it returns.
+// The fetcher holds n slots for it; Claimed of them stay held.
+type ClaimFunc func(ctx context.Context, n int, after *Key) (Result, error)
+
+// Config configures a Fetcher. Zero durations take the defaults below.
+type Config struct {
+	Queue    string
+	MaxBatch int
+	Slots    *Slots
+	Claim    ClaimFunc
+	// PollInterval is the longest an idle fetcher sleeps without a wake-up.
+	PollInterval time.Duration
+	// ClaimTimeout bounds one claim. Default 30 s.
+	ClaimTimeout time.Duration
+	Log          *slog.Logger
+	// Idle, if set, is called each time the fetcher has claimed all it
+	// could and goes to sleep; wakePending says a wake-up is already
+	// queued. For tests.
+	Idle func(wakePending bool)
+}
+
+// Tuning; see the package documentation.
+const (
+	Pace          = time.Millisecond
+	GatherWait    = time.Millisecond
+	FullScanEvery = 100 * time.Millisecond
+	FrontierSlack = 250 * time.Millisecond
+)
+
+// Fetcher is one queue's claim loop. Run it once.
+type Fetcher struct {
+	cfg  Config
+	wake chan struct{}
+
+	// loop state (Run's goroutine only)
+	frontier     Key
+	haveFrontier bool
+	lastFullScan time.Time
+}
+
+// New returns a fetcher; Run starts it.
+func New(cfg Config) *Fetcher {
+	if cfg.ClaimTimeout <= 0 {
+		cfg.ClaimTimeout = 30 * time.Second
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 1
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Fetcher{cfg: cfg, wake: make(chan struct{}, 1)}
+}
+
+// Wake tells the fetcher there may be work; it never blocks.
+func (f *Fetcher) Wake() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run claims until ctx is done. A claim in flight is not cut short by ctx:
+// a claim cancelled after the server committed it would strand its
+// messages until their lease expired. It is cut short by abort, which the
+// owner cancels when it can wait no longer.
+func (f *Fetcher) Run(ctx, abort context.Context) {
+	slots := f.cfg.Slots
+	poll := time.NewTimer(f.cfg.PollInterval)
+	defer poll.Stop()
+	// timer fires at the earliest moment a claim may find something that
+	// no notification announces: a delayed or backed-off message becoming
+	// visible, or the next full scan after a short frontier claim.
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	var timerAt time.Time
+	arm := func(at time.Time) {
+		now := time.Now()
+		if !timerAt.IsZero() && timerAt.After(now) && !at.Before(timerAt) {
+			return
+		}
+		timerAt = at
+		timer.Reset(max(at.Sub(now), 0))
+	}
+	retry := backoff.Policy{Base: 50 * time.Millisecond, Max: 5 * time.Second}
+	failures := 0
+	maybeMore := true
+	var lastClaim time.Time
+	lastFound := 0
+	for {
+		free := slots.Free()
+		if free <= 0 {
+			select {
+			case <-slots.Freed():
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		if !maybeMore {
+			if f.cfg.Idle != nil {
+				f.cfg.Idle(len(f.wake) > 0)
+			}
+			select {
+			case <-f.wake:
+			case <-poll.C:
+			case <-timer.C:
+				timerAt = time.Time{}
+			case <-ctx.Done():
+				return
+			}
+			poll.Reset(f.cfg.PollInterval)
+			// Messages trickling in: claim at most every Pace, so that a
+			// claim takes the few that arrived meanwhile. Not after a claim
+			// that found nothing: a message after a quiet spell goes at once.
+			if wait := Pace - time.Since(lastClaim); wait > 0 && lastFound > 0 && !backoff.Sleep(ctx, wait) {
+				return
+			}
+		} else if free < f.cfg.MaxBatch {
+			// A backlog and only some slots free: let others free up first
+			// (for at most GatherWait), so claims stay large.
+			f.gather(ctx, free)
+		}
+		n := slots.Acquire(f.cfg.MaxBatch)
+		if n == 0 {
+			maybeMore = true
+			continue
+		}
+		claimCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.ClaimTimeout)
+		stopAbort := context.AfterFunc(abort, cancel)
+		lastClaim = time.Now()
+		res, fromFrontier, err := f.claim(claimCtx, n)
+		stopAbort()
+		cancel()
+		slots.Release(n - res.Claimed)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			d := retry.Delay(failures)
+			f.cfg.Log.Warn("pgflow: claim failed; retrying", "queue", f.cfg.Queue, "err", err, "retry_in", d)
+			if !backoff.Sleep(ctx, d) {
+				return
+			}
+			maybeMore = true
+			continue
+		}
+		failures = 0
+		lastFound = res.Claimed
+		maybeMore = res.Claimed == n
+		if !maybeMore {
+			if res.HasNext {
+				// +1 ms: the claim compares with the database's now().
+				arm(time.Now().Add(res.NextIn + time.Millisecond))
+			}
+			if fromFrontier {
+				// Rows behind the frontier wait for the next full scan.
+				arm(f.lastFullScan.Add(FullScanEvery))
+			}
+		}
+	}
+}
+
+// gather waits until MaxBatch slots are free, for at most GatherWait.
+func (f *Fetcher) gather(ctx context.Context, free int) {
+	t := time.NewTimer(GatherWait)
+	defer t.Stop()
+	for free < f.cfg.MaxBatch {
+		select {
+		case <-f.cfg.Slots.Freed():
+			free = f.cfg.Slots.Free()
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// claim runs one claim, from the frontier while a full scan is not due.
+func (f *Fetcher) claim(ctx context.Context, n int) (res Result, fromFrontier bool, err error) {
+	if f.haveFrontier && time.Since(f.lastFullScan) < FullScanEvery {
+		fromFrontier = true
+		after := f.frontier
+		after.VisibleAt = after.VisibleAt.Add(-FrontierSlack)
+		after.ID = 0
+		res, err = f.cfg.Claim(ctx, n, &after)
+	} else {
+		f.haveFrontier = false
+		res, err = f.cfg.Claim(ctx, n, nil)
+		if err == nil {
+			f.lastFullScan = time.Now()
+		}
+	}
+	if err == nil && res.Claimed > 0 {
+		f.frontier, f.haveFrontier = res.Last, true
+	}
+	return res, fromFrontier, err
+}
