@@ -143,3 +143,32 @@ FROM {{schema}}.pgflow_messages m
 WHERE m.status = 'processing' AND m.queue_name = $1
 ORDER BY m.locked_until, m.id
 LIMIT $2;
+
+-- Console: reads the browser console (package console) needs beyond the
+-- calls above.
+
+-- name: GetMessage
+-- One live (pending or in-flight) message by id, through the primary key.
+SELECT m.id, m.queue_name, m.payload, m.headers, m.priority, m.status, m.retry_count, m.attempt,
+       m.dedup_key, m.visible_at, coalesce(m.locked_by, ''), m.locked_until, m.created_at, m.errors, now()
+FROM {{schema}}.pgflow_messages m
+WHERE m.id = $1;
+
+-- name: StatsSeries
+-- Delivery counters per queue and time bin over the last $2 seconds, bins of
+-- $3 seconds (aligned to the epoch), for queue $1 or every queue (NULL).
+-- Each queue's rows are one range scan of the primary key (queue_name,
+-- bucket). Bins without counters are absent; the caller fills them with 0.
+SELECT q.queue_name, s.bin, s.handled, s.failed, s.dead_lettered, now()
+FROM {{schema}}.pgflow_queues q
+CROSS JOIN LATERAL (
+    SELECT date_bin($3::bigint * interval '1 second', st.bucket, timestamptz '1970-01-01 00:00:00+00') AS bin,
+           sum(st.handled)::bigint AS handled, sum(st.failed)::bigint AS failed,
+           sum(st.dead_lettered)::bigint AS dead_lettered
+    FROM {{schema}}.pgflow_queue_stats st
+    WHERE st.queue_name = q.queue_name
+      AND st.bucket >= now() - $2::bigint * interval '1 second'
+    GROUP BY 1
+) s
+WHERE ($1::text IS NULL OR q.queue_name = $1)
+ORDER BY q.queue_name, s.bin;

@@ -1,0 +1,180 @@
+package pgflow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgflow-go/pgflow/internal/query"
+)
+
+// Reads for the browser console (package console) and other tools: one live
+// message by id, and the delivery counters as a time series.
+
+// ErrMessageNotFound is returned for a message id that is not live: it was
+// never published, was acknowledged, or is in the DLQ.
+var ErrMessageNotFound = errors.New("pgflow: message not found")
+
+// LiveMessage is a message in a queue, pending or in flight.
+type LiveMessage struct {
+	ID       int64
+	Queue    string
+	Payload  json.RawMessage
+	Headers  map[string]string
+	Priority int
+	// State is "ready", "delayed", "retrying" (as PendingMessage.State) or
+	// "in_flight" (leased by a consumer).
+	State      string
+	RetryCount int
+	// Attempt is the number of deliveries so far (the one in progress
+	// included when in flight).
+	Attempt   int
+	DedupKey  string
+	VisibleAt time.Time
+	// LockedBy and LeaseUntil are set while in flight.
+	LockedBy   string
+	LeaseUntil time.Time
+	CreatedAt  time.Time
+	// Errors is the message's error history, oldest first.
+	Errors []AttemptError
+	// At is the database time the message was read at.
+	At time.Time
+}
+
+// Message returns one live message by id, or ErrMessageNotFound.
+func (c *Client) Message(ctx context.Context, id int64) (LiveMessage, error) {
+	rows, err := c.pool.Query(ctx, c.q.Get(query.GetMessage), id)
+	if err != nil {
+		return LiveMessage{}, fmt.Errorf("pgflow: read message %d: %w", id, err)
+	}
+	msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LiveMessage, error) {
+		var m LiveMessage
+		var prio int16
+		var status string
+		var dedup *string
+		var leaseUntil *time.Time
+		var errs []byte
+		if err := r.Scan(&m.ID, &m.Queue, &m.Payload, &m.Headers, &prio, &status, &m.RetryCount, &m.Attempt,
+			&dedup, &m.VisibleAt, &m.LockedBy, &leaseUntil, &m.CreatedAt, &errs, &m.At); err != nil {
+			return m, err
+		}
+		m.Priority = int(prio)
+		if dedup != nil {
+			m.DedupKey = *dedup
+		}
+		if leaseUntil != nil {
+			m.LeaseUntil = *leaseUntil
+		}
+		switch {
+		case status == "processing":
+			m.State = "in_flight"
+		case !m.VisibleAt.After(m.At):
+			m.State = "ready"
+		case m.RetryCount > 0:
+			m.State = "retrying"
+		default:
+			m.State = "delayed"
+		}
+		var err error
+		m.Errors, err = decodeErrors(errs)
+		return m, err
+	})
+	if err != nil {
+		return LiveMessage{}, fmt.Errorf("pgflow: read message %d: %w", id, err)
+	}
+	if len(msgs) == 0 {
+		return LiveMessage{}, fmt.Errorf("%w: id %d", ErrMessageNotFound, id)
+	}
+	return msgs[0], nil
+}
+
+// StatsPoint is one time bin of a queue's delivery counters.
+type StatsPoint struct {
+	Queue string
+	// Bin is the start of the bin.
+	Bin          time.Time
+	Handled      int64
+	Failed       int64
+	DeadLettered int64
+}
+
+// StatsSeries is the delivery counters of one or every queue over a window,
+// in bins of Step. Points holds only bins with counters, by queue then time;
+// Dense fills the gaps.
+type StatsSeries struct {
+	Window, Step time.Duration
+	Points       []StatsPoint
+	// At is the database time the series was read at.
+	At time.Time
+}
+
+// QueueStatsSeries returns the delivery counters (handled, failed,
+// dead-lettered, as QueueStats.Windows counts them) of queue, or of every
+// queue when queue is "", over the last window in bins of step (at least
+// one minute, the counters' resolution; window at most 24 h, what the
+// counters are kept for).
+func (c *Client) QueueStatsSeries(ctx context.Context, queue string, window, step time.Duration) (StatsSeries, error) {
+	var q any
+	if queue != "" {
+		if err := ValidateQueueName(queue); err != nil {
+			return StatsSeries{}, err
+		}
+		q = queue
+	}
+	switch {
+	case step < time.Minute || step%time.Minute != 0:
+		return StatsSeries{}, inputErr(ErrInvalidOption, "step", step.String(), "must be a whole number of minutes")
+	case window < step || window > statsRetention:
+		return StatsSeries{}, inputErr(ErrInvalidOption, "window", window.String(), "must be between step and %v", statsRetention)
+	}
+	rows, err := c.pool.Query(ctx, c.q.Get(query.StatsSeries), q, int64(window/time.Second), int64(step/time.Second))
+	if err != nil {
+		return StatsSeries{}, fmt.Errorf("pgflow: stats series: %w", err)
+	}
+	s := StatsSeries{Window: window, Step: step, Points: []StatsPoint{}}
+	var p StatsPoint
+	var at time.Time
+	_, err = pgx.ForEachRow(rows, []any{&p.Queue, &p.Bin, &p.Handled, &p.Failed, &p.DeadLettered, &at}, func() error {
+		s.Points = append(s.Points, p)
+		return nil
+	})
+	if err != nil {
+		return StatsSeries{}, fmt.Errorf("pgflow: stats series: %w", err)
+	}
+	s.At = at
+	if at.IsZero() {
+		s.At = time.Now() // no counters at all: every bin is 0
+	}
+	return s, nil
+}
+
+// Dense returns queue's series with one point per bin, oldest first, the
+// last bin being the one that holds At (still filling up).
+func (s StatsSeries) Dense(queue string) []StatsPoint {
+	if s.Step <= 0 {
+		return nil
+	}
+	n := int(s.Window / s.Step)
+	last := s.At.Truncate(s.Step) // bins are aligned to the epoch, as Truncate is
+	first := last.Add(-time.Duration(n-1) * s.Step)
+	out := make([]StatsPoint, n)
+	for i := range out {
+		out[i] = StatsPoint{Queue: queue, Bin: first.Add(time.Duration(i) * s.Step)}
+	}
+	for _, p := range s.Points {
+		if p.Queue != queue || p.Bin.Before(first) {
+			continue
+		}
+		i := int(p.Bin.Sub(first) / s.Step)
+		if i < n {
+			out[i].Handled += p.Handled
+			out[i].Failed += p.Failed
+			out[i].DeadLettered += p.DeadLettered
+		}
+	}
+	return out
+}
