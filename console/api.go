@@ -35,12 +35,12 @@ type queueJSON struct {
 
 type queueDetailJSON struct {
 	queueJSON
-	MaxRetries    int       `json:"max_retries"`
-	RetryDelay    float64   `json:"retry_delay_s"`
-	MaxRetryDelay float64   `json:"max_retry_delay_s"`
-	LeaseTimeout  float64   `json:"lease_timeout_s"`
-	Priority      int       `json:"default_priority"`
-	CreatedAt     time.Time `json:"created_at"`
+	MaxRetries    int        `json:"max_retries"`
+	RetryDelay    float64    `json:"retry_delay_s"`
+	MaxRetryDelay float64    `json:"max_retry_delay_s"`
+	LeaseTimeout  float64    `json:"lease_timeout_s"`
+	Priority      int        `json:"default_priority"`
+	CreatedAt     time.Time  `json:"created_at"`
 	DeadLast      *time.Time `json:"last_dead_lettered_at"`
 }
 

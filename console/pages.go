@@ -41,18 +41,18 @@ var pageNames = []string{"overview", "queue", "message", "dlqmessage", "login", 
 
 func parsePages(k *Console) (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
-		"url":     k.url,
-		"age":     ageSeconds,
-		"ts":      func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
-		"tsp":     func(t *time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
-		"pretty":  prettyJSON,
-		"spark":   sparkline,
-		"chart":   chart,
-		"short":   shortJSON,
-		"add":     func(a, b int) int { return a + b },
-		"sum":     sum,
-		"csv":     func(s []string) string { return strings.Join(s, ", ") },
-		"lease":   func(s *float64) string { return leaseLeft(s) },
+		"url":    k.url,
+		"age":    ageSeconds,
+		"ts":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+		"tsp":    func(t *time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+		"pretty": prettyJSON,
+		"spark":  sparkline,
+		"chart":  chart,
+		"short":  shortJSON,
+		"add":    func(a, b int) int { return a + b },
+		"sum":    sum,
+		"csv":    func(s []string) string { return strings.Join(s, ", ") },
+		"lease":  func(s *float64) string { return leaseLeft(s) },
 		"queryWith": func(v url.Values, kv ...string) string {
 			w := url.Values{}
 			for key, vals := range v {
