@@ -173,9 +173,13 @@ func (k *Console) routes() {
 	m.HandleFunc("POST /api/queues/{queue}/publish", k.act("publish", k.apiPublish))
 	m.HandleFunc("POST /api/dlq/redrive", k.act("redrive", k.apiRedrive))
 	m.HandleFunc("POST /api/dlq/purge", k.act("purge", k.apiPurge))
-	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+	// Unknown endpoints get a JSON 404; a known path with another method
+	// still gets the mux's 405.
+	notFound := func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint: %s %s (see docs/console.md)", r.Method, r.URL.Path)
-	})
+	}
+	m.HandleFunc("GET /api/", notFound)
+	m.HandleFunc("POST /api/", notFound)
 	k.mux = m
 }
 
