@@ -38,3 +38,8 @@ require (
 	golang.org/x/text v0.43.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+// The console module (console/), imported by `pgflow serve`.
+require github.com/pgflow-go/pgflow/console v0.0.0-00010101000000-000000000000
+
+replace github.com/pgflow-go/pgflow/console => ./console
