@@ -3,6 +3,7 @@ package pgflow_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -115,5 +116,51 @@ func TestQueueStatsSeriesBinsAndFills(t *testing.T) {
 	}
 	if _, err := c.QueueStatsSeries(ctx, "bad name!", time.Hour, time.Minute); !errors.Is(err, pgflow.ErrInvalidQueueName) {
 		t.Errorf("bad queue name: %v", err)
+	}
+}
+
+// QueueStatsParallel reads the same figures as AllQueueStats and QueueStats.
+func TestQueueStatsParallelMatchesQueueStats(t *testing.T) {
+	c, db := consoleReadsClient(t)
+	ctx := context.Background()
+	db.Exec(t, `INSERT INTO pgflow_queues (queue_name, paused) VALUES ('a', false), ('b', true), ('empty', false)`)
+	db.Exec(t, `INSERT INTO pgflow_messages (queue_name, payload, visible_at, retry_count) VALUES
+		('a', '{}', now() - interval '5 seconds', 0), ('a', '{}', now() + interval '1 hour', 0),
+		('a', '{}', now() + interval '1 hour', 2), ('b', '{}', now(), 0)`)
+	db.Exec(t, `INSERT INTO pgflow_messages (queue_name, payload, status, attempt, locked_by, locked_until)
+		VALUES ('a', '{}', 'processing', 1, 'w1', now() + interval '10 seconds')`)
+	db.Exec(t, `INSERT INTO pgflow_dlq (message_id, queue_name, payload, error, message_created_at, created_at) VALUES
+		(1, 'a', '{}', 'x', now(), now() - interval '1 minute'), (2, 'a', '{}', 'y', now(), now()), (3, 'b', '{}', 'z', now(), now())`)
+	db.Exec(t, `INSERT INTO pgflow_queue_stats (queue_name, bucket, handled, failed, dead_lettered)
+		VALUES ('a', date_trunc('minute', now()), 4, 1, 1)`)
+
+	want, err := c.AllQueueStats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.QueueStatsParallel(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	norm := func(s []pgflow.QueueStats) string {
+		out := ""
+		for _, x := range s {
+			x.At, x.OldestReadyAge = time.Time{}, x.OldestReadyAge.Round(time.Second)
+			out += fmt.Sprintf("%+v\n", x)
+		}
+		return out
+	}
+	if norm(got) != norm(want) {
+		t.Fatalf("QueueStatsParallel:\n%s\nAllQueueStats:\n%s", norm(got), norm(want))
+	}
+	one, err := c.QueueStatsParallel(ctx, "a")
+	if err != nil || len(one) != 1 || one[0].DeadLettered != 2 || one[0].Pending != 1 || one[0].Retrying != 1 || one[0].Delayed != 1 {
+		t.Fatalf("one queue: %+v %v", one, err)
+	}
+	if _, err := c.QueueStatsParallel(ctx, "missing"); !errors.Is(err, pgflow.ErrQueueNotFound) {
+		t.Fatalf("missing queue: %v", err)
+	}
+	if _, err := c.QueueStatsParallel(ctx, "bad name"); !errors.Is(err, pgflow.ErrInvalidQueueName) {
+		t.Fatalf("bad name: %v", err)
 	}
 }

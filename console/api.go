@@ -314,14 +314,31 @@ func (k *Console) apiSession(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// parallel runs the reads of one page at once, each on its own pool
+// connection, and returns the first error.
+func parallel(fns ...func() error) error {
+	errs := make(chan error, len(fns))
+	for _, f := range fns {
+		go func() { errs <- f() }()
+	}
+	var first error
+	for range fns {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
 func (k *Console) overview(r *http.Request) ([]queueJSON, error) {
 	ctx, cancel := ctxTimeout(r)
 	defer cancel()
-	stats, err := k.c.AllQueueStats(ctx)
-	if err != nil {
-		return nil, err
-	}
-	series, err := k.c.QueueStatsSeries(ctx, "", time.Hour, time.Minute)
+	var stats []pgflow.QueueStats
+	var series pgflow.StatsSeries
+	err := parallel(
+		func() (err error) { stats, err = k.c.QueueStatsParallel(ctx, ""); return },
+		func() (err error) { series, err = k.c.QueueStatsSeries(ctx, "", time.Hour, time.Minute); return },
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -344,18 +361,18 @@ func (k *Console) apiQueues(w http.ResponseWriter, r *http.Request, _ caller) {
 func (k *Console) queueDetail(r *http.Request, queue string) (queueDetailJSON, error) {
 	ctx, cancel := ctxTimeout(r)
 	defer cancel()
-	info, err := k.c.Queue(ctx, queue)
+	var info pgflow.QueueInfo
+	var stats []pgflow.QueueStats
+	var series pgflow.StatsSeries
+	err := parallel(
+		func() (err error) { info, err = k.c.Queue(ctx, queue); return },
+		func() (err error) { stats, err = k.c.QueueStatsParallel(ctx, queue); return },
+		func() (err error) { series, err = k.c.QueueStatsSeries(ctx, queue, time.Hour, time.Minute); return },
+	)
 	if err != nil {
 		return queueDetailJSON{}, err
 	}
-	s, err := k.c.QueueStats(ctx, queue)
-	if err != nil {
-		return queueDetailJSON{}, err
-	}
-	series, err := k.c.QueueStatsSeries(ctx, queue, time.Hour, time.Minute)
-	if err != nil {
-		return queueDetailJSON{}, err
-	}
+	s := stats[0]
 	d := queueDetailJSON{queueJSON: fromQueueStats(s, series), MaxRetries: info.MaxRetries,
 		RetryDelay: info.RetryDelay.Seconds(), MaxRetryDelay: info.MaxRetryDelay.Seconds(),
 		LeaseTimeout: info.LeaseTimeout.Seconds(), Priority: info.Priority, CreatedAt: info.CreatedAt}
@@ -603,7 +620,18 @@ func (k *Console) apiDLQCount(w http.ResponseWriter, r *http.Request, _ caller) 
 	}
 	ctx, cancel := ctxTimeout(r)
 	defer cancel()
-	n, err := k.c.CountDLQ(ctx, p.dlqFilter(p.queue))
+	var n int64
+	if p.queue != "" && p.since.IsZero() && p.until.IsZero() && p.errorContains == "" && p.priority == nil {
+		// A whole queue's dead letters: the stats' index-only count.
+		var st []pgflow.QueueStats
+		if st, err = k.c.QueueStatsParallel(ctx, p.queue); err == nil {
+			n = st[0].DeadLettered
+		} else if errors.Is(err, pgflow.ErrQueueNotFound) {
+			n, err = k.c.CountDLQ(ctx, p.dlqFilter(p.queue)) // dead letters of a queue since deleted
+		}
+	} else {
+		n, err = k.c.CountDLQ(ctx, p.dlqFilter(p.queue))
+	}
 	if err != nil {
 		k.fail(w, r, err)
 		return

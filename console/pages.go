@@ -116,6 +116,23 @@ func (k *Console) pageOverview(w http.ResponseWriter, r *http.Request, c caller)
 	k.render(w, http.StatusOK, "overview", p)
 }
 
+// listTab lists the queue page's tab. A bad filter is the page's message
+// (the rest of the page still shows), not an error.
+func (k *Console) listTab(r *http.Request, queue string, qp *queuePage, lp listParams, listErr error, items *any) error {
+	err := listErr
+	if err == nil {
+		lp.state = qp.Tab
+		*items, qp.Next, err = k.listMessages(r, queue, lp)
+	}
+	if err != nil {
+		if statusOf(err) == http.StatusInternalServerError {
+			return err
+		}
+		qp.ListError = err.Error()
+	}
+	return nil
+}
+
 type queuePage struct {
 	Q        queueDetailJSON
 	Tab      string
@@ -141,46 +158,44 @@ func (k *Console) pageQueue(w http.ResponseWriter, r *http.Request, c caller) {
 		k.renderError(w, r, c, err)
 		return
 	}
-	d, err := k.queueDetail(r, queue)
-	if err != nil {
-		k.renderError(w, r, c, err)
-		return
-	}
 	q := r.URL.Query()
-	qp := queuePage{Q: d, Tab: q.Get("tab"), Tabs: states, Query: q,
+	lp, listErr := parseList(q)
+	qp := queuePage{Tab: q.Get("tab"), Tabs: states, Query: q,
 		Since: q.Get("since"), Error: q.Get("error"), Priority: q.Get("priority")}
-	if qp.Tab == "" {
-		qp.Tab = "pending"
-		if d.Ready == 0 && d.DeadLettered > 0 {
-			qp.Tab = "dead" // what someone opening this queue most likely looks for
-		}
-	}
 	qp.Filtered = qp.Since != "" || qp.Error != "" || qp.Priority != ""
-	if qp.Chart1h, err = k.series(r, queue, "1h"); err == nil {
-		qp.Chart24h, err = k.series(r, queue, "24h")
-	}
+	var items any
+	tabAsked := qp.Tab != ""
+	// The page's reads run at once; the tab's listing waits for the counts
+	// only when no tab is asked for (the default tab depends on them).
+	err = parallel(
+		func() (err error) {
+			if qp.Q, err = k.queueDetail(r, queue); err != nil || tabAsked {
+				return err
+			}
+			qp.Tab = "pending"
+			if qp.Q.Ready == 0 && qp.Q.DeadLettered > 0 {
+				qp.Tab = "dead" // what someone opening this queue most likely looks for
+			}
+			return k.listTab(r, queue, &qp, lp, listErr, &items)
+		},
+		func() (err error) { qp.Chart1h, err = k.series(r, queue, "1h"); return },
+		func() (err error) { qp.Chart24h, err = k.series(r, queue, "24h"); return },
+		func() error {
+			if !tabAsked {
+				return nil
+			}
+			return k.listTab(r, queue, &qp, lp, listErr, &items)
+		},
+	)
 	if err != nil {
 		k.renderError(w, r, c, err)
 		return
 	}
-	lp, err := parseList(q)
-	if err == nil {
-		lp.state = qp.Tab
-		var items any
-		items, qp.Next, err = k.listMessages(r, queue, lp)
-		switch v := items.(type) {
-		case []messageJSON:
-			qp.Messages = v
-		case []dlqJSON:
-			qp.Dead = v
-		}
-	}
-	if err != nil {
-		if statusOf(err) == http.StatusInternalServerError {
-			k.renderError(w, r, c, err)
-			return
-		}
-		qp.ListError = err.Error()
+	switch v := items.(type) {
+	case []messageJSON:
+		qp.Messages = v
+	case []dlqJSON:
+		qp.Dead = v
 	}
 	p := k.newPage(c, queue)
 	p.Data = qp
