@@ -157,6 +157,13 @@ func TestQueueStatsParallelMatchesQueueStats(t *testing.T) {
 	if err != nil || len(one) != 1 || one[0].DeadLettered != 2 || one[0].Pending != 1 || one[0].Retrying != 1 || one[0].Delayed != 1 {
 		t.Fatalf("one queue: %+v %v", one, err)
 	}
+	counts, err := c.DeadLetterCounts(ctx, "")
+	if err != nil || len(counts) != 2 || counts["a"].Count != 2 || counts["b"].Count != 1 || counts["a"].Newest.IsZero() {
+		t.Fatalf("dead-letter counts: %+v %v", counts, err)
+	}
+	if counts, err := c.DeadLetterCounts(ctx, "b"); err != nil || len(counts) != 1 || counts["b"].Count != 1 {
+		t.Fatalf("dead-letter count of b: %+v %v", counts, err)
+	}
 	if _, err := c.QueueStatsParallel(ctx, "missing"); !errors.Is(err, pgflow.ErrQueueNotFound) {
 		t.Fatalf("missing queue: %v", err)
 	}

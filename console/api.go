@@ -622,13 +622,10 @@ func (k *Console) apiDLQCount(w http.ResponseWriter, r *http.Request, _ caller) 
 	defer cancel()
 	var n int64
 	if p.queue != "" && p.since.IsZero() && p.until.IsZero() && p.errorContains == "" && p.priority == nil {
-		// A whole queue's dead letters: the stats' index-only count.
-		var st []pgflow.QueueStats
-		if st, err = k.c.QueueStatsParallel(ctx, p.queue); err == nil {
-			n = st[0].DeadLettered
-		} else if errors.Is(err, pgflow.ErrQueueNotFound) {
-			n, err = k.c.CountDLQ(ctx, p.dlqFilter(p.queue)) // dead letters of a queue since deleted
-		}
+		// A whole queue's dead letters: one index-only count.
+		var counts map[string]pgflow.DeadLetterCount
+		counts, err = k.c.DeadLetterCounts(ctx, p.queue)
+		n = counts[p.queue].Count
 	} else {
 		n, err = k.c.CountDLQ(ctx, p.dlqFilter(p.queue))
 	}
