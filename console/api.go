@@ -31,6 +31,10 @@ type queueJSON struct {
 	// HandledPerMin and FailedPerMin are the last 60 minutes, oldest first.
 	HandledPerMin []int64 `json:"handled_per_min"`
 	FailedPerMin  []int64 `json:"failed_per_min"`
+	// CountedAt is when the counts were read, CountMS how long that took
+	// (see Options.StatsMaxAge).
+	CountedAt time.Time `json:"counted_at"`
+	CountMS   float64   `json:"count_ms"`
 }
 
 type queueDetailJSON struct {
@@ -103,8 +107,8 @@ func nonNilHeaders(h map[string]string) map[string]string {
 	return h
 }
 
-func fromQueueStats(s pgflow.QueueStats, series pgflow.StatsSeries) queueJSON {
-	q := queueJSON{
+func fromQueueStats(s pgflow.QueueStats, series pgflow.StatsSeries, v statsView) queueJSON {
+	q := queueJSON{CountedAt: v.at, CountMS: float64(v.took.Microseconds()) / 1000,
 		Queue: s.Queue, Paused: s.Paused, Ready: s.Pending, Delayed: s.Delayed, Retrying: s.Retrying,
 		InFlight: s.InFlight, DeadLettered: s.DeadLettered, OldestReadyAge: s.OldestReadyAge.Seconds(),
 		Consumers: s.Consumers,
@@ -333,18 +337,18 @@ func parallel(fns ...func() error) error {
 func (k *Console) overview(r *http.Request) ([]queueJSON, error) {
 	ctx, cancel := ctxTimeout(r)
 	defer cancel()
-	var stats []pgflow.QueueStats
+	var view statsView
 	var series pgflow.StatsSeries
 	err := parallel(
-		func() (err error) { stats, err = k.c.QueueStatsParallel(ctx, ""); return },
+		func() (err error) { view, err = k.stats.get(ctx, ""); return },
 		func() (err error) { series, err = k.c.QueueStatsSeries(ctx, "", time.Hour, time.Minute); return },
 	)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]queueJSON, 0, len(stats))
-	for _, s := range stats {
-		out = append(out, fromQueueStats(s, series))
+	out := make([]queueJSON, 0, len(view.stats))
+	for _, s := range view.stats {
+		out = append(out, fromQueueStats(s, series, view))
 	}
 	return out, nil
 }
@@ -362,18 +366,19 @@ func (k *Console) queueDetail(r *http.Request, queue string) (queueDetailJSON, e
 	ctx, cancel := ctxTimeout(r)
 	defer cancel()
 	var info pgflow.QueueInfo
-	var stats []pgflow.QueueStats
+	var view statsView
 	var series pgflow.StatsSeries
 	err := parallel(
 		func() (err error) { info, err = k.c.Queue(ctx, queue); return },
-		func() (err error) { stats, err = k.c.QueueStatsParallel(ctx, queue); return },
+		func() (err error) { view, err = k.stats.get(ctx, queue); return },
 		func() (err error) { series, err = k.c.QueueStatsSeries(ctx, queue, time.Hour, time.Minute); return },
 	)
 	if err != nil {
 		return queueDetailJSON{}, err
 	}
-	s := stats[0]
-	d := queueDetailJSON{queueJSON: fromQueueStats(s, series), MaxRetries: info.MaxRetries,
+	s := view.stats[0]
+	s.Paused = info.Paused // read now, even when the counts are a few seconds old
+	d := queueDetailJSON{queueJSON: fromQueueStats(s, series, view), MaxRetries: info.MaxRetries,
 		RetryDelay: info.RetryDelay.Seconds(), MaxRetryDelay: info.MaxRetryDelay.Seconds(),
 		LeaseTimeout: info.LeaseTimeout.Seconds(), Priority: info.Priority, CreatedAt: info.CreatedAt}
 	if !s.LastDeadLetteredAt.IsZero() {

@@ -273,6 +273,9 @@ func (k *Console) act(name string, h actFunc) http.HandlerFunc {
 		}
 		status, body, err := h(w, r, &a)
 		a.Status = status
+		if a.Count > 0 || name == "pause" || name == "resume" {
+			k.stats.forget(a.Queue)
+		}
 		if err != nil {
 			a.Err = err
 			k.record(a)

@@ -40,6 +40,12 @@ type Options struct {
 	RefreshInterval time.Duration
 	// SessionTTL is how long a browser login lasts. Default 12 h.
 	SessionTTL time.Duration
+	// StatsMaxAge bounds how old the queue counts a page shows may be when
+	// counting is slow (over 50 ms: about a million rows): pages then show
+	// the last counts, with their time, while one background read renews
+	// them. Cheap counts are read for every page. Default 2 s; negative:
+	// always count for the page.
+	StatsMaxAge time.Duration
 }
 
 // Action is one action asked of the console: what, by whom, on what, and
@@ -75,6 +81,7 @@ type Console struct {
 	pages   map[string]*template.Template
 	static  fs.FS
 	cop     *http.CrossOriginProtection
+	stats   *statsCache
 	started time.Time
 }
 
@@ -107,6 +114,9 @@ func New(client *pgflow.Client, o Options) (*Console, error) {
 	if o.SessionTTL <= 0 {
 		o.SessionTTL = 12 * time.Hour
 	}
+	if o.StatsMaxAge == 0 {
+		o.StatsMaxAge = 2 * time.Second
+	}
 	k := &Console{c: client, o: o, log: o.Logger, key: make([]byte, 32), started: time.Now()}
 	if _, err := rand.Read(k.key); err != nil {
 		return nil, err
@@ -117,8 +127,15 @@ func New(client *pgflow.Client, o Options) (*Console, error) {
 	}
 	k.static, _ = fs.Sub(embedded, "assets")
 	k.cop = http.NewCrossOriginProtection()
+	k.stats = newStatsCache(client.QueueStatsParallel, o.StatsMaxAge)
 	k.routes()
 	return k, nil
+}
+
+// Close stops the background reads of queue counts and waits for them. The
+// handler keeps answering (reading counts for each page).
+func (k *Console) Close() {
+	k.stats.close()
 }
 
 // ServeHTTP serves the console.

@@ -41,6 +41,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	defer h.Close() // stops its background reads
 	mux := http.NewServeMux()
 	mux.Handle("/console/", h)
 

@@ -55,7 +55,10 @@ func newEnv(t *testing.T, o console.Options) *env {
 		t.Fatal(err)
 	}
 	e.srv = httptest.NewServer(h)
-	t.Cleanup(e.srv.Close)
+	t.Cleanup(func() {
+		e.srv.Close()
+		h.Close()
+	})
 	return e
 }
 

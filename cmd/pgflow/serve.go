@@ -160,7 +160,7 @@ func serveUntilDone(ctx context.Context, ln net.Listener, h http.Handler) error 
 
 // newServeHandler builds the routes of `pgflow serve`: /metrics, /healthz
 // and the console at /. ttl 0 reads the database on every scrape. The
-// returned func closes the console's client.
+// returned func stops the console and closes its client.
 func newServeHandler(pool *pgxpool.Pool, schema string, ttl time.Duration, o console.Options) (http.Handler, func(), error) {
 	if ttl == 0 {
 		ttl = -1 // QueueOptions: negative disables the cache
@@ -178,11 +178,14 @@ func newServeHandler(pool *pgxpool.Pool, schema string, ttl time.Duration, o con
 	if err != nil {
 		return nil, nil, err
 	}
-	closeFn := func() { _ = client.Close(context.Background()) }
 	ui, err := console.New(client, o)
 	if err != nil {
-		closeFn()
+		_ = client.Close(context.Background())
 		return nil, nil, err
+	}
+	closeFn := func() {
+		ui.Close()
+		_ = client.Close(context.Background())
 	}
 
 	mux := http.NewServeMux()

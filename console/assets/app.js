@@ -87,6 +87,11 @@
         tbody.innerHTML = qs.length ? qs.map(row).join("") :
           '<tr class="empty"><td colspan="11">No queues yet. Publish a message or declare a queue, and it shows here.</td></tr>';
         tbody.dataset.refreshed = String(Date.now());
+        const counted = $("#counted");
+        if (counted && qs.length) {
+          const at = new Date(qs[0].counted_at).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
+          counted.textContent = `Counted at ${at} in ${Math.round(qs[0].count_ms)} ms.`;
+        }
       } catch (e) {
         toast("Refresh failed: " + e.message, true);
       }
