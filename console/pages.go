@@ -51,6 +51,7 @@ func parsePages(k *Console) (map[string]*template.Template, error) {
 		"short":  shortJSON,
 		"add":    func(a, b int) int { return a + b },
 		"sum":    sum,
+		"secs":   func(ms int64) float64 { return float64(ms) / 1000 },
 		"csv":    func(s []string) string { return strings.Join(s, ", ") },
 		"lease":  func(s *float64) string { return leaseLeft(s) },
 		"queryWith": func(v url.Values, kv ...string) string {
