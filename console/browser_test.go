@@ -111,7 +111,9 @@ func (b tab) login(base, token string) {
 		chromedp.WaitVisible(css("#token")),
 		chromedp.SendKeys(css("#token"), token),
 		chromedp.Click(css("#login-submit")),
-		chromedp.WaitVisible(css("#role")),
+		// The overview, where the login redirects: the login page has no
+		// such table, so this waits for the new page.
+		chromedp.WaitVisible(css("#queues")),
 	)
 }
 

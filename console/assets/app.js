@@ -84,8 +84,18 @@
       if (document.hidden) return;
       try {
         const qs = await api("GET", "/api/queues");
-        tbody.innerHTML = qs.length ? qs.map(row).join("") :
+        const fresh = document.createElement("tbody");
+        fresh.innerHTML = qs.length ? qs.map(row).join("") :
           '<tr class="empty"><td colspan="11">No queues yet. Publish a message or declare a queue, and it shows here.</td></tr>';
+        // Replace only the rows that changed, so a row being hovered or
+        // clicked stays put while the others update.
+        const now = Array.from(tbody.rows), next = Array.from(fresh.rows);
+        const sameQueues = now.length === next.length && now.every((r, i) => r.dataset.queue === next[i].dataset.queue);
+        if (!sameQueues) {
+          tbody.replaceChildren(...next);
+        } else {
+          now.forEach((r, i) => { if (r.outerHTML !== next[i].outerHTML) r.replaceWith(next[i]); });
+        }
         tbody.dataset.refreshed = String(Date.now());
         const counted = $("#counted");
         if (counted && qs.length) {
