@@ -7,6 +7,7 @@ require (
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/pgflow-go/pgflow v0.0.0-00010101000000-000000000000
 	github.com/pgflow-go/pgflow/config v0.0.0-00010101000000-000000000000
+	github.com/pgflow-go/pgflow/console v0.0.0-00010101000000-000000000000
 	github.com/pgflow-go/pgflow/promflow v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/common v0.74.0
@@ -38,5 +39,6 @@ require (
 replace (
 	github.com/pgflow-go/pgflow => ../..
 	github.com/pgflow-go/pgflow/config => ../../config
+	github.com/pgflow-go/pgflow/console => ../../console
 	github.com/pgflow-go/pgflow/promflow => ../../promflow
 )

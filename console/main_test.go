@@ -1,0 +1,9 @@
+package console_test
+
+import (
+	"testing"
+
+	"github.com/pgflow-go/pgflow/pgflowtest"
+)
+
+func TestMain(m *testing.M) { pgflowtest.RunMain(m) }
