@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -160,12 +161,22 @@ func TestMessageClaimedJustBeforeAServerCrashIsStillHandled(t *testing.T) {
 	firstStarted := make(chan struct{})
 	secondStarted := make(chan struct{}, 8)
 	releaseFirst, releaseSecond := make(chan struct{}), make(chan struct{})
+	var closeFirst, closeSecond sync.Once
+	unblockFirst := func() { closeFirst.Do(func() { close(releaseFirst) }) }
+	unblockSecond := func() { closeSecond.Do(func() { close(releaseSecond) }) }
+	// Registered after the client's cleanup, so it runs first: a failing
+	// test must not leave handlers blocked for Close to wait on.
+	t.Cleanup(func() { unblockFirst(); unblockSecond() })
 	firstAck := make(chan error, 1)
 	var deliveries atomic.Int32
 	if err := c.Consume(pgflow.ConsumerConfig{Queue: "crash", Workers: 2, Handler: func(ctx context.Context, m *pgflow.Message) error {
 		if deliveries.Add(1) == 1 {
 			close(firstStarted)
 			<-releaseFirst // the first delivery outlives the crash
+			// Its heartbeat may already have found the lease gone and
+			// cancelled ctx; the acknowledgement is tried regardless, so
+			// that the claim token alone must refuse it.
+			ctx := context.WithoutCancel(ctx)
 			tx, err := pool.Begin(ctx)
 			if err != nil {
 				firstAck <- err
@@ -208,7 +219,7 @@ func TestMessageClaimedJustBeforeAServerCrashIsStillHandled(t *testing.T) {
 		// The claim was lost: the message is delivered again (attempt 1
 		// again) with a new token while the first delivery still runs.
 		await(t, "second delivery", secondStarted)
-		close(releaseFirst)
+		unblockFirst()
 		if err := await(t, "the first delivery's AckTx", firstAck); !errors.Is(err, pgflow.ErrLeaseLost) {
 			t.Fatalf("first delivery's AckTx = %v, want ErrLeaseLost", err)
 		}
@@ -217,9 +228,9 @@ func TestMessageClaimedJustBeforeAServerCrashIsStillHandled(t *testing.T) {
 			t.Fatalf("the first delivery acknowledged the second (%d live, %v)", live, err)
 		}
 	} else {
-		close(releaseFirst)
+		unblockFirst()
 	}
-	close(releaseSecond)
+	unblockSecond()
 	waitFor(t, "the message acknowledged after the crash", func() bool {
 		var live, dead int
 		err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM pgflow_messages), (SELECT count(*) FROM pgflow_dlq)`).Scan(&live, &dead)
