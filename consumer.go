@@ -335,6 +335,11 @@ type consumerRun struct {
 	fetch *fetcher.Fetcher
 	exec  *executor.Executor[*Message]
 	done  *completer.Completer
+
+	// claim's buffers, reused (the fetcher claims one at a time)
+	acks      []completer.Ack
+	ackIDs    []int64
+	ackTokens []int64
 }
 
 type task = executor.Task[*Message]
@@ -375,6 +380,7 @@ func (r *consumerRun) build(handlerCtx context.Context) {
 	r.slots = fetcher.NewSlots(r.cfg.Workers)
 	fcfg := fetcher.Config{
 		Queue: r.cfg.Queue, MaxBatch: r.cfg.MaxBatch, Slots: r.slots, Claim: r.claim,
+		Ready:        func() int { return r.done.PendingAcks() },
 		PollInterval: c.cfg.PollInterval, Log: c.log,
 	}
 	if h := c.testHooks.idle; h != nil {
@@ -401,9 +407,9 @@ func (r *consumerRun) build(handlerCtx context.Context) {
 		WriteFails: r.writeFails,
 		Acked:      func(items []completer.Ack) { r.slots.Release(len(items)) },
 		Failed:     r.failed,
-		// The fetcher waits for slots once fewer than a claim's worth are
-		// free: then acknowledgements go out without pacing.
-		Urgent: func() bool { return r.slots.Free() < r.cfg.MaxBatch },
+		// A queued acknowledgement's slot is usable by the next claim,
+		// which writes it in its own transaction (claim).
+		Queued: r.slots.Notify,
 	})
 }
 
@@ -421,13 +427,25 @@ func (r *consumerRun) start(rs *runState) {
 	}()
 }
 
-// claim is the fetcher's ClaimFunc: claims up to n messages and submits
-// them to the executor in claim order.
+// claim is the fetcher's ClaimFunc: writes the acknowledgements waiting in
+// the completer and claims up to n messages, plus one per acknowledgement
+// (at most MaxBatch), in one transaction, and submits the messages to the
+// executor in claim order. A slot thus goes from an acknowledged delivery to
+// a new one in one commit: the consumer never holds more than Workers, and
+// a drain with fast handlers needs one round trip per claim, not a claim
+// and the acknowledgement writes it waits for.
 func (r *consumerRun) claim(ctx context.Context, n int, after *fetcher.Key) (fetcher.Result, error) {
-	msgs, res, err := r.claimMessages(ctx, n, after)
-	if err != nil {
-		return res, err
+	r.acks = r.done.TakeAcks(r.acks[:0])
+	limit := min(r.cfg.MaxBatch, n+len(r.acks))
+	if limit == 0 {
+		return fetcher.Result{}, nil
 	}
+	msgs, res, err := r.claimAndAck(ctx, limit, after, r.acks)
+	r.done.SettleAcks(r.acks, err == nil)
+	if err != nil {
+		return fetcher.Result{}, err
+	}
+	res.Asked, res.Freed = limit, len(r.acks)
 	c := r.c
 	var orphans []*task
 	for _, m := range msgs {
@@ -450,6 +468,14 @@ func (r *consumerRun) claim(ctx context.Context, n int, after *fetcher.Key) (fet
 // claimMessages runs one claim statement and returns the messages in claim
 // order.
 func (r *consumerRun) claimMessages(ctx context.Context, n int, after *fetcher.Key) ([]*Message, fetcher.Result, error) {
+	return r.claimAndAck(ctx, n, after, nil)
+}
+
+// claimAndAck runs one claim statement, preceded by the acknowledgement of
+// acks in the same implicit transaction (one pgx batch, one round trip)
+// when there are any, and returns the messages in claim order. Nothing is
+// returned before the transaction has committed.
+func (r *consumerRun) claimAndAck(ctx context.Context, n int, after *fetcher.Key, acks []completer.Ack) ([]*Message, fetcher.Result, error) {
 	c := r.c
 	var res fetcher.Result
 	stmt := query.ClaimMessages
@@ -458,10 +484,48 @@ func (r *consumerRun) claimMessages(ctx context.Context, n int, after *fetcher.K
 		stmt = query.ClaimMessagesAfter
 		args = append(args, int16(after.Priority), after.VisibleAt, after.ID)
 	}
-	rows, err := c.pool.Query(ctx, c.q.Get(stmt), args...)
-	if err != nil {
+	if len(acks) == 0 {
+		rows, err := c.pool.Query(ctx, c.q.Get(stmt), args...)
+		if err != nil {
+			return nil, res, err
+		}
+		msgs, err := r.scanClaim(rows, n, &res)
+		return msgs, res, err
+	}
+	r.ackIDs, r.ackTokens = r.ackIDs[:0], r.ackTokens[:0]
+	for _, a := range acks {
+		r.ackIDs = append(r.ackIDs, a.ID)
+		r.ackTokens = append(r.ackTokens, a.Token)
+	}
+	b := &pgx.Batch{}
+	b.Queue(c.q.Get(query.AckMessages), r.ackIDs, r.ackTokens)
+	b.Queue(c.q.Get(stmt), args...)
+	br := c.pool.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
 		return nil, res, err
 	}
+	rows, err := br.Query()
+	if err != nil {
+		br.Close()
+		return nil, res, err
+	}
+	msgs, err := r.scanClaim(rows, n, &res)
+	if err != nil {
+		br.Close()
+		return nil, res, err
+	}
+	// The batch's implicit transaction commits at its end: Close reads
+	// the outcome.
+	if err := br.Close(); err != nil {
+		return nil, res, err
+	}
+	return msgs, res, nil
+}
+
+// scanClaim reads a claim's rows (and closes them) into messages in claim
+// order, setting res.
+func (r *consumerRun) scanClaim(rows pgx.Rows, n int, res *fetcher.Result) ([]*Message, error) {
 	defer rows.Close()
 	msgs := make([]*Message, 0, n)
 	for rows.Next() {
@@ -469,7 +533,7 @@ func (r *consumerRun) claimMessages(ctx context.Context, n int, after *fetcher.K
 			// The last row: when the next message becomes visible.
 			var next *int64
 			if err := rows.Scan(nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, &next); err != nil {
-				return nil, res, err
+				return nil, err
 			}
 			if next != nil {
 				res.HasNext, res.NextIn = true, time.Duration(*next)*time.Microsecond
@@ -483,16 +547,17 @@ func (r *consumerRun) claimMessages(ctx context.Context, n int, after *fetcher.K
 		// validated them, and json.RawMessage would be parsed again.
 		if err := rows.Scan(&m.ID, (*[]byte)(&m.Payload), &headers, &prio, &m.Attempt, &m.RetryCount,
 			&m.CreatedAt, &m.VisibleAt, &m.LeaseUntil, &m.token, nil); err != nil {
-			return nil, res, err
+			return nil, err
 		}
 		m.Priority = int(prio)
+		var err error
 		if m.Headers, err = decodeHeaders(headers); err != nil {
-			return nil, res, err
+			return nil, err
 		}
 		msgs = append(msgs, m)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, res, err
+		return nil, err
 	}
 	// RETURNING has no order; hand out in claim order.
 	sortClaimOrder(msgs)
@@ -501,7 +566,7 @@ func (r *consumerRun) claimMessages(ctx context.Context, n int, after *fetcher.K
 		last := msgs[len(msgs)-1]
 		res.Last = fetcher.Key{Priority: last.Priority, VisibleAt: last.VisibleAt, ID: last.ID}
 	}
-	return msgs, res, nil
+	return msgs, nil
 }
 
 func sortClaimOrder(msgs []*Message) {

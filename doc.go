@@ -105,8 +105,9 @@
 //     runs more than Workers handlers.
 //   - Held deliveries: a consumer holds at most Workers messages at a time,
 //     running or handled with the outcome not yet written. Claiming waits
-//     for acknowledgements as well as for workers, so a process killed at
-//     any moment repeats at most Workers deliveries.
+//     for acknowledgements as well as for workers (a claim writes the
+//     acknowledgements waiting for it in its own transaction), so a process
+//     killed at any moment repeats at most Workers deliveries.
 //   - Wake-ups: an idle consumer sleeps until a notification, its poll
 //     interval, or the moment the queue's next delayed or backed-off message
 //     becomes visible, which every claim that finds fewer messages than it

@@ -52,14 +52,14 @@ type Config struct {
 	Acked func(items []Ack)
 	// Failed is called after each fail write with the items and results.
 	Failed func(items []Fail, results []FailResult)
-	// Urgent, if set, cuts the ack pace short while it returns true: the
-	// owner is waiting for these writes (its claims wait for free slots).
-	Urgent func() bool
+	// Queued, if set, is called after each Ack is queued: the owner's
+	// claims may take it (TakeAcks).
+	Queued func()
 }
 
 // Completer owns two flushers; Stop ends them.
 type Completer struct {
-	acks  *batch.Flusher[Ack]
+	acks  *ackQueue
 	fails *batch.Flusher[Fail]
 }
 
@@ -69,9 +69,9 @@ func New(cfg Config) *Completer {
 		cfg.Log = slog.Default()
 	}
 	c := &Completer{}
-	// Reused between writes: a flusher writes one batch at a time.
+	// Reused between writes: the queue writes one batch at a time.
 	var ids, tokens []int64
-	c.acks = batch.NewPaced(cfg.Name+" ack", MaxAckBatch, AckPace, cfg.Log, func(ctx context.Context, items []Ack) error {
+	c.acks = newAckQueue(cfg.Name+" ack", cfg.Log, func(ctx context.Context, items []Ack) error {
 		ids, tokens = ids[:0], tokens[:0]
 		for _, it := range items {
 			ids = append(ids, it.ID)
@@ -82,10 +82,7 @@ func New(cfg Config) *Completer {
 		}
 		cfg.Acked(items)
 		return nil
-	})
-	if cfg.Urgent != nil {
-		c.acks.SetUrgent(cfg.Urgent)
-	}
+	}, cfg.Queued)
 	c.fails = batch.New(cfg.Name+" fail", MaxFailBatch, cfg.Log, func(ctx context.Context, items []Fail) error {
 		res, err := cfg.WriteFails(ctx, items)
 		if err != nil {
@@ -98,7 +95,20 @@ func New(cfg Config) *Completer {
 }
 
 // Ack queues an acknowledgement. It returns false once stopping.
-func (c *Completer) Ack(a Ack) bool { return c.acks.Add(a) }
+func (c *Completer) Ack(a Ack) bool { return c.acks.add(a) }
+
+// PendingAcks is how many queued acknowledgements no write has taken yet.
+func (c *Completer) PendingAcks() int { return c.acks.len() }
+
+// TakeAcks appends up to MaxAckBatch queued acknowledgements to dst, for
+// the caller to write in a transaction of its own (a claim's), and returns
+// it. The caller must then call SettleAcks with them. Acked is not called
+// for them: the caller frees their slots.
+func (c *Completer) TakeAcks(dst []Ack) []Ack { return c.acks.take(dst, true) }
+
+// SettleAcks reports what became of acknowledgements from TakeAcks: written,
+// or not (they are queued again, to be written by the completer).
+func (c *Completer) SettleAcks(items []Ack, written bool) { c.acks.settle(items, written) }
 
 // Fail queues a failure. It returns false once stopping.
 func (c *Completer) Fail(f Fail) bool { return c.fails.Add(f) }
@@ -106,5 +116,5 @@ func (c *Completer) Fail(f Fail) bool { return c.fails.Add(f) }
 // Stop writes what is queued, trying until ctx is done. It reports how many
 // items were dropped unwritten.
 func (c *Completer) Stop(ctx context.Context) int {
-	return c.acks.Stop(ctx) + c.fails.Stop(ctx)
+	return c.acks.shutdown(ctx) + c.fails.Stop(ctx)
 }

@@ -10,9 +10,16 @@
 // handlers and for acknowledgements alike, and a process killed at any point
 // leaves at most Workers deliveries to be repeated.
 //
+// A slot whose delivery is handled and whose outcome waits to be written is
+// ready (Config.Ready): the fetcher counts it as free, and the claim writes
+// the waiting outcomes in its own transaction before claiming in their
+// place, so the slot passes from the old delivery to the new one in one
+// commit and the bound holds at every commit.
+//
 // # Claims
 //
-// With free slots the fetcher claims up to min(free, MaxBatch) messages. A
+// With free or ready slots the fetcher claims up to min(free + ready,
+// MaxBatch) messages. A
 // backlog with only some slots free waits briefly (GatherWait) for more, so
 // claims stay large; a trickle is claimed at most every Pace, so one claim
 // takes what arrived meanwhile. Between claims from the start of the queue,

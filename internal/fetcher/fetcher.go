@@ -21,6 +21,12 @@ type Result struct {
 	Claimed int
 	// Last is the claim-order key of the last of them (Claimed > 0).
 	Last Key
+	// Asked is how many the claim asked for: n, or more when it wrote
+	// outcomes (Freed). Zero means n.
+	Asked int
+	// Freed is how many held slots the claim freed by writing, in its own
+	// transaction, outcomes the owner had ready (Config.Ready).
+	Freed int
 	// NextIn, when HasNext, is how long until the queue's next message that
 	// is not visible yet becomes visible (reported by short claims only).
 	NextIn  time.Duration
@@ -29,7 +35,11 @@ type Result struct {
 
 // ClaimFunc claims up to n messages, from the start of the queue (after
 // nil) or from a little before after, and hands them on before it returns.
-// The fetcher holds n slots for it; Claimed of them stay held.
+// The fetcher holds n slots for it; Claimed of them stay held. With
+// Config.Ready set, it may also write ready outcomes in the claim's own
+// transaction and claim one more message (up to MaxBatch) for each slot so
+// freed, reporting them as Freed and the claim's size as Asked: a slot then
+// goes from the written outcome to a claimed message in one commit.
 type ClaimFunc func(ctx context.Context, n int, after *Key) (Result, error)
 
 // Config configures a Fetcher. Zero durations take the defaults below.
@@ -38,6 +48,11 @@ type Config struct {
 	MaxBatch int
 	Slots    *Slots
 	Claim    ClaimFunc
+	// Ready, if set, is how many held slots belong to finished deliveries
+	// whose outcome a claim can write in its own transaction (ClaimFunc).
+	// The fetcher counts them as free; the owner signals new ones with
+	// Slots.Notify.
+	Ready func() int
 	// PollInterval is the longest an idle fetcher sleeps without a wake-up.
 	PollInterval time.Duration
 	// ClaimTimeout bounds one claim. Default 30 s.
@@ -122,7 +137,7 @@ func (f *Fetcher) Run(ctx, abort context.Context) {
 	var lastClaim time.Time
 	lastFound := 0
 	for {
-		free := slots.Free()
+		free := f.avail()
 		if free <= 0 {
 			select {
 			case <-slots.Freed():
@@ -156,7 +171,7 @@ func (f *Fetcher) Run(ctx, abort context.Context) {
 			f.gather(ctx, free)
 		}
 		n := slots.Acquire(f.cfg.MaxBatch)
-		if n == 0 {
+		if n == 0 && f.ready() == 0 {
 			maybeMore = true
 			continue
 		}
@@ -166,7 +181,7 @@ func (f *Fetcher) Run(ctx, abort context.Context) {
 		res, fromFrontier, err := f.claim(claimCtx, n)
 		stopAbort()
 		cancel()
-		slots.Release(n - res.Claimed)
+		slots.Release(n + res.Freed - res.Claimed)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -182,7 +197,11 @@ func (f *Fetcher) Run(ctx, abort context.Context) {
 		}
 		failures = 0
 		lastFound = res.Claimed
-		maybeMore = res.Claimed == n
+		asked := n
+		if res.Asked > 0 {
+			asked = res.Asked
+		}
+		maybeMore = res.Claimed == asked
 		if !maybeMore {
 			if res.HasNext {
 				// +1 ms: the claim compares with the database's now().
@@ -196,14 +215,25 @@ func (f *Fetcher) Run(ctx, abort context.Context) {
 	}
 }
 
-// gather waits until MaxBatch slots are free, for at most GatherWait.
+// ready is Config.Ready, or 0.
+func (f *Fetcher) ready() int {
+	if f.cfg.Ready == nil {
+		return 0
+	}
+	return f.cfg.Ready()
+}
+
+// avail is how many slots a claim could use: free, or ready (Config.Ready).
+func (f *Fetcher) avail() int { return f.cfg.Slots.Free() + f.ready() }
+
+// gather waits until MaxBatch slots are free or ready, for at most GatherWait.
 func (f *Fetcher) gather(ctx context.Context, free int) {
 	t := time.NewTimer(GatherWait)
 	defer t.Stop()
 	for free < f.cfg.MaxBatch {
 		select {
 		case <-f.cfg.Slots.Freed():
-			free = f.cfg.Slots.Free()
+			free = f.avail()
 		case <-t.C:
 			return
 		case <-ctx.Done():

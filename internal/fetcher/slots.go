@@ -36,6 +36,12 @@ func (s *Slots) Release(n int) {
 		panic("fetcher: more slots released than held")
 	}
 	s.mu.Unlock()
+	s.Notify()
+}
+
+// Notify wakes a waiter on Freed without releasing anything: held slots
+// became usable by a claim (fetcher Config.Ready).
+func (s *Slots) Notify() {
 	select {
 	case s.freed <- struct{}{}:
 	default:
@@ -56,5 +62,5 @@ func (s *Slots) Held() int {
 	return s.held
 }
 
-// Freed receives after a Release (coalesced).
+// Freed receives after a Release or Notify (coalesced).
 func (s *Slots) Freed() <-chan struct{} { return s.freed }
