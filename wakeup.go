@@ -1,0 +1,55 @@
+package pgflow
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgflow-go/pgflow/internal/notify"
+)
+
+// Waking consumers: in-process publishes and LISTEN/NOTIFY.
+
+// wakeLocal wakes this client's consumer of queue, if it runs.
+func (c *Client) wakeLocal(queue string) {
+	c.mu.Lock()
+	rs := c.run
+	c.mu.Unlock()
+	if rs == nil {
+		return
+	}
+	if r := rs.runs[queue]; r != nil {
+		r.fetch.Wake()
+	}
+}
+
+func (c *Client) wakeAll() {
+	c.mu.Lock()
+	rs := c.run
+	c.mu.Unlock()
+	if rs == nil {
+		return
+	}
+	for _, r := range rs.runs {
+		r.fetch.Wake()
+	}
+}
+
+// listen runs the notification listener until ctx is cancelled.
+func (c *Client) listen(ctx context.Context) {
+	l := &notify.Listener{
+		Connect: func(ctx context.Context) (*pgx.Conn, error) {
+			return pgx.ConnectConfig(ctx, c.pool.Config().ConnConfig.Copy())
+		},
+		Channel:  c.channel,
+		OnNotify: c.wakeLocal,
+		OnConnect: func() {
+			if h := c.testHooks.listening; h != nil {
+				h()
+			}
+			c.wakeAll()
+		},
+		Log: c.log,
+	}
+	l.Run(ctx)
+}
