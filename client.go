@@ -34,8 +34,9 @@ type Config struct {
 	// PollInterval is how often an idle consumer looks for work when no
 	// notification arrives. Default 1 s; 100 ms in PollOnly mode.
 	PollInterval time.Duration
-	// PollOnly disables LISTEN/NOTIFY (for PgBouncer in transaction pooling
-	// mode, where a session's LISTEN does not survive).
+	// PollOnly disables LISTEN/NOTIFY: consumers find work by polling
+	// alone. (Running behind a connection pooler needs more than this: the
+	// hot path uses server-side prepared statements.)
 	PollOnly bool
 	// NotifyDebounce is the shortest gap between two NOTIFYs this client
 	// sends for Publish calls; publishes in between share one. Default 1 ms.

@@ -77,7 +77,7 @@
 //
 // Idle consumers are woken by LISTEN/NOTIFY within milliseconds of a
 // publish, with polling (Config.PollInterval) as the fallback and the only
-// mechanism in PollOnly mode, for PgBouncer in transaction pooling. PauseQueue
+// mechanism in PollOnly mode, for connections that cannot LISTEN. PauseQueue
 // and ResumeQueue stop and restart claiming on every instance.
 //
 // Every change of a message's state (claim, ack, retry or dead-letter, lease

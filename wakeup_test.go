@@ -137,7 +137,7 @@ func TestBurstOfPublishesAllReachAConsumerInAnotherProcess(t *testing.T) {
 	}
 }
 
-// PollOnly (for PgBouncer transaction pooling) sends and listens for no
+// PollOnly sends and listens for no
 // notifications and finds work by polling.
 func TestPollOnlyMode(t *testing.T) {
 	t.Parallel()
