@@ -99,59 +99,6 @@ func (c *Client) AllQueueStats(ctx context.Context) ([]QueueStats, error) {
 	return c.queueStats(ctx, "")
 }
 
-func (c *Client) queueStats(ctx context.Context, queue string) ([]QueueStats, error) {
-	var q any
-	if queue != "" {
-		q = queue
-	}
-	// In a read-only transaction that first prices out sequential scans and
-	// parallel workers (the metrics area's QueueDepthsSettings, SET LOCAL):
-	// the counts then read the partial indexes, index-only, instead of the
-	// heap the planner picks for a large queue (docs/operations.md).
-	var out []QueueStats
-	err := pgx.BeginTxFunc(ctx, c.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, c.q.Get(query.QueueDepthsSettings)); err != nil {
-			return err
-		}
-		rows, err := tx.Query(ctx, c.q.Get(query.QueueStats), pgx.QueryExecModeCacheDescribe, q)
-		if err != nil {
-			return err
-		}
-		out, err = pgx.CollectRows(rows, scanQueueStats)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("pgflow: queue stats: %w", err)
-	}
-	return out, nil
-}
-
-func scanQueueStats(r pgx.CollectableRow) (QueueStats, error) {
-	var s QueueStats
-	var lastDead *time.Time
-	var oldest float64
-	w := make([]StatsWindow, len(StatsWindows))
-	for i, d := range StatsWindows {
-		w[i].Window = d
-	}
-	err := r.Scan(&s.Queue, &s.Paused, &s.MaxRetries,
-		&s.Pending, &s.Delayed, &s.Retrying, &s.InFlight,
-		&s.DeadLettered, &lastDead, &oldest, &s.Consumers,
-		&w[0].Handled, &w[0].Failed, &w[0].DeadLettered,
-		&w[1].Handled, &w[1].Failed, &w[1].DeadLettered,
-		&w[2].Handled, &w[2].Failed, &w[2].DeadLettered,
-		&s.At)
-	if lastDead != nil {
-		s.LastDeadLetteredAt = *lastDead
-	}
-	s.OldestReadyAge = time.Duration(oldest * float64(time.Second)).Round(time.Millisecond)
-	s.Windows = w
-	if s.Consumers == nil {
-		s.Consumers = []string{}
-	}
-	return s, err
-}
-
 // PauseQueue stops consumers, on every instance, from claiming the queue's
 // messages. The claim statement itself checks the flag, so once PauseQueue
 // returns no claim anywhere takes a message of the queue (a claim already

@@ -66,9 +66,11 @@ func TestExplainOpsQueries(t *testing.T) {
 		stmt string
 		args []any
 	}{
-		{"QueueStats one queue (q0, 600k live rows)", query.QueueStats, []any{"q0"}},
-		{"QueueStats small queue (q5)", query.QueueStats, []any{"q5"}},
-		{"QueueStats all queues", query.QueueStats, []any{nil}},
+		{"QueueStats one queue (q0, 600k live rows)", query.QueueMessageStats, []any{"q0"}},
+		{"QueueStats DLQ part (q0)", query.QueueDLQStats, []any{"q0"}},
+		{"QueueStats small queue (q5)", query.QueueMessageStats, []any{"q5"}},
+		{"QueueStats all queues", query.QueueMessageStats, []any{nil}},
+		{"QueueStats DLQ part, all queues", query.QueueDLQStats, []any{nil}},
 		{"ListPending q0 first page", query.ListPending, []any{"q0", 100, nil, nil, nil, nil, nil, nil, nil, nil, nil}},
 		{"ListPending q0 deep page (cursor)", query.ListPending, []any{"q0", 100, int16(0), time.Now().Add(-time.Minute), int64(500000), nil, nil, nil, nil, nil, nil}},
 		{"ListPending q0 priority 10", query.ListPending, []any{"q0", 100, nil, nil, nil, prio10, nil, nil, nil, nil, nil}},
@@ -94,7 +96,7 @@ func TestExplainOpsQueries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tc.stmt == query.QueueStats { // as QueueStats runs it
+		if tc.stmt == query.QueueMessageStats || tc.stmt == query.QueueDLQStats { // as QueueStats runs them
 			if _, err := tx.Exec(ctx, c.q.Get(query.QueueDepthsSettings)); err != nil {
 				t.Fatal(err)
 			}
@@ -147,7 +149,7 @@ func TestExplainOpsQueries(t *testing.T) {
 	}
 	plain := func(q any) func() error {
 		return func() error {
-			rows, err := db.Pool.Query(ctx, c.q.Get(query.QueueStats), pgx.QueryExecModeExec, q)
+			rows, err := db.Pool.Query(ctx, c.q.Get(query.QueueMessageStats), pgx.QueryExecModeExec, q)
 			if err != nil {
 				return err
 			}

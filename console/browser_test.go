@@ -69,11 +69,15 @@ func browser(t *testing.T) tab {
 	return tab{t: t, ctx: ctx}
 }
 
+// browserWait bounds every wait on the browser: long enough for a loaded
+// machine, short enough that a missing element fails rather than hangs.
+const browserWait = 60 * time.Second
+
 // do runs steps, each bounded so that a missing element fails the test
 // instead of hanging it.
 func (b tab) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(b.ctx, browserWait)
 	defer cancel()
 	if err := chromedp.Do(ctx, steps...); err != nil {
 		b.t.Fatalf("%s: %v", what, err)
@@ -82,7 +86,7 @@ func (b tab) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 
 func (b tab) text(sel string) string {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(b.ctx, browserWait)
 	defer cancel()
 	s, err := chromedp.Run(ctx, chromedp.Text(css(sel)))
 	if err != nil {
@@ -93,7 +97,7 @@ func (b tab) text(sel string) string {
 
 func (b tab) evalInt(js string) int {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(b.ctx, browserWait)
 	defer cancel()
 	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](js, chromedp.EvalAwaitPromise))
 	if err != nil {
@@ -123,7 +127,7 @@ func (b tab) login(base, token string) {
 // so that a test run leaves the checkout as it was.
 func (b tab) screenshot(name string) {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(b.ctx, browserWait)
 	defer cancel()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
@@ -146,7 +150,7 @@ func (b tab) screenshot(name string) {
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(browserWait)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -261,7 +265,7 @@ func TestBrowserFindAndRedriveDeadLetter(t *testing.T) {
 		if got != id {
 			t.Fatalf("consumer handled %d, want %d", got, id)
 		}
-	case <-time.After(20 * time.Second):
+	case <-time.After(browserWait):
 		t.Fatal("the redriven message was not handled")
 	}
 	if n := e.db.Count(t, "pgflow_dlq", ""); n != 0 {

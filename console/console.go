@@ -127,7 +127,16 @@ func New(client *pgflow.Client, o Options) (*Console, error) {
 	}
 	k.static, _ = fs.Sub(embedded, "assets")
 	k.cop = http.NewCrossOriginProtection()
-	k.stats = newStatsCache(client.QueueStatsParallel, o.StatsMaxAge)
+	k.stats = newStatsCache(func(ctx context.Context, queue string) ([]pgflow.QueueStats, error) {
+		if queue == "" {
+			return client.AllQueueStats(ctx)
+		}
+		s, err := client.QueueStats(ctx, queue)
+		if err != nil {
+			return nil, err
+		}
+		return []pgflow.QueueStats{s}, nil
+	}, o.StatsMaxAge)
 	k.routes()
 	return k, nil
 }

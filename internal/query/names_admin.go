@@ -2,7 +2,6 @@ package query
 
 // Statement names of the operations area (sql/admin.sql, sql/dlq.sql).
 const (
-	QueueStats      = "QueueStats"
 	ListPending     = "ListPending"
 	AddQueueStats   = "AddQueueStats"
 	PruneQueueStats = "PruneQueueStats"

@@ -3,76 +3,6 @@
 -- statements), so PostgreSQL plans each call for its actual parameters and
 -- the "$n IS NULL OR …" filters fold away.
 
--- name: QueueStats
--- $1 queue (NULL: every queue). One row per queue in pgflow_queues.
--- ready: pending and visible now; delayed: pending, visible later, never
--- failed; retrying: pending, backing off after a failure. oldest_ready is the
--- smallest visible_at among ready messages (how long the head has waited).
--- Each part reads one index: pend is an index-only scan of
--- pgflow_messages_claim_idx (queue_name, visible_at are in it), retrying
--- visits the heap only for messages visible later, leased reads
--- pgflow_messages_lease_idx (in-flight rows only), dead is an index-only
--- scan of pgflow_dlq_queue_id_idx.
-WITH pend AS (
-    SELECT m.queue_name,
-           count(*) FILTER (WHERE m.visible_at <= now()) AS ready,
-           count(*) FILTER (WHERE m.visible_at > now()) AS later,
-           min(m.visible_at) FILTER (WHERE m.visible_at <= now()) AS oldest_ready
-    FROM {{schema}}.pgflow_messages m
-    WHERE m.status = 'pending' AND ($1::text IS NULL OR m.queue_name = $1)
-    GROUP BY m.queue_name
-), retrying AS (
-    SELECT m.queue_name, count(*) AS n
-    FROM {{schema}}.pgflow_messages m
-    WHERE m.status = 'pending' AND m.visible_at > now() AND m.retry_count > 0
-      AND ($1::text IS NULL OR m.queue_name = $1)
-    GROUP BY m.queue_name
-), leased AS (
-    SELECT m.queue_name, count(*) AS n,
-           array_agg(DISTINCT m.locked_by) FILTER (WHERE m.locked_by IS NOT NULL) AS consumers
-    FROM {{schema}}.pgflow_messages m
-    WHERE m.status = 'processing' AND ($1::text IS NULL OR m.queue_name = $1)
-    GROUP BY m.queue_name
-), dead AS (
-    SELECT d.queue_name, count(*) AS n
-    FROM {{schema}}.pgflow_dlq d
-    WHERE ($1::text IS NULL OR d.queue_name = $1)
-    GROUP BY d.queue_name
-), win AS (
-    SELECT s.queue_name,
-           sum(s.handled)       FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '1 minute')  AS handled_1m,
-           sum(s.failed)        FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '1 minute')  AS failed_1m,
-           sum(s.dead_lettered) FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '1 minute')  AS dead_1m,
-           sum(s.handled)       FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '5 minutes') AS handled_5m,
-           sum(s.failed)        FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '5 minutes') AS failed_5m,
-           sum(s.dead_lettered) FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '5 minutes') AS dead_5m,
-           sum(s.handled)  AS handled_1h,
-           sum(s.failed)   AS failed_1h,
-           sum(s.dead_lettered) AS dead_1h
-    FROM {{schema}}.pgflow_queue_stats s
-    WHERE ($1::text IS NULL OR s.queue_name = $1)
-      AND s.bucket >= date_trunc('minute', now()) - interval '1 hour'
-    GROUP BY s.queue_name
-)
-SELECT q.queue_name, q.paused, q.max_retries,
-       coalesce(p.ready, 0), coalesce(p.later, 0) - coalesce(r.n, 0), coalesce(r.n, 0), coalesce(l.n, 0),
-       coalesce(d.n, 0),
-       (SELECT max(dl.created_at) FROM {{schema}}.pgflow_dlq dl WHERE dl.queue_name = q.queue_name) AS last_dead,
-       coalesce(extract(epoch FROM now() - p.oldest_ready), 0)::float8 AS oldest_ready_s,
-       coalesce(l.consumers, '{}'),
-       coalesce(w.handled_1m, 0)::bigint, coalesce(w.failed_1m, 0)::bigint, coalesce(w.dead_1m, 0)::bigint,
-       coalesce(w.handled_5m, 0)::bigint, coalesce(w.failed_5m, 0)::bigint, coalesce(w.dead_5m, 0)::bigint,
-       coalesce(w.handled_1h, 0)::bigint, coalesce(w.failed_1h, 0)::bigint, coalesce(w.dead_1h, 0)::bigint,
-       now()
-FROM {{schema}}.pgflow_queues q
-LEFT JOIN pend p ON p.queue_name = q.queue_name
-LEFT JOIN retrying r ON r.queue_name = q.queue_name
-LEFT JOIN leased l ON l.queue_name = q.queue_name
-LEFT JOIN dead d ON d.queue_name = q.queue_name
-LEFT JOIN win w ON w.queue_name = q.queue_name
-WHERE ($1::text IS NULL OR q.queue_name = $1)
-ORDER BY q.queue_name;
-
 -- name: ListPending
 -- Pending messages of one queue in claim order (priority DESC, visible_at,
 -- id), keyset-paginated. Both branches are range scans of
@@ -174,10 +104,14 @@ WHERE ($1::text IS NULL OR q.queue_name = $1)
 ORDER BY q.queue_name, s.bin;
 
 -- name: QueueMessageStats
--- QueueStats without its dead-letter part, which QueueDLQStats reads on
--- another connection at the same time: with a large queue and a large DLQ
--- the two index scans then take max(a, b) instead of a + b. Same columns as
--- QueueStats minus dead and last_dead, same indexes.
+-- $1 queue (NULL: every queue). One row per queue in pgflow_queues: the
+-- counts of its live messages by state (ready: pending and visible now;
+-- delayed: pending, visible later, never failed; retrying: pending, backing
+-- off after a failure), the oldest ready message's age, the consumers holding
+-- leases and the per-minute counters of the last hour. The dead-letter part
+-- is QueueDLQStats, read on another connection at the same time: with a
+-- large queue and a large DLQ the two index scans then take max(a, b)
+-- instead of a + b.
 -- The pending part evaluates one filter per row instead of three (ready is
 -- total - later; the smallest visible_at is the oldest ready one when it
 -- is not in the future): a third less time over a million rows.
