@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
@@ -114,6 +115,11 @@ func TestConsumerProcessKilled(t *testing.T) {
 // throwawayClient starts a throwaway cluster (never the shared server), a
 // migrated database on it and a client; all removed when t ends.
 func throwawayClient(t *testing.T) (*pgcluster.Cluster, *pgxpool.Pool, *pgflow.Client) {
+	return throwawayClientLogging(t, quietLogger())
+}
+
+// throwawayClientLogging is throwawayClient with the client logging to log.
+func throwawayClientLogging(t *testing.T, log *slog.Logger) (*pgcluster.Cluster, *pgxpool.Pool, *pgflow.Client) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a PostgreSQL cluster")
@@ -135,7 +141,7 @@ func throwawayClient(t *testing.T) (*pgcluster.Cluster, *pgxpool.Pool, *pgflow.C
 	if _, err := migrate.Up(ctx, pool, "public"); err != nil {
 		t.Fatal(err)
 	}
-	c, err := pgflow.New(pool, pgflow.Config{Logger: quietLogger(), PollInterval: 100 * time.Millisecond})
+	c, err := pgflow.New(pool, pgflow.Config{Logger: log, PollInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +241,10 @@ func TestMessageClaimedJustBeforeAServerCrashIsStillHandled(t *testing.T) {
 func TestConsumerSurvivesServerRestart(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	cl, pool, c := throwawayClient(t)
+	logs := newLogWatch()
+	cl, pool, c := throwawayClientLogging(t, slog.New(logs))
+	var listens atomic.Int32
+	pgflow.SetTestHooks(c, nil, func() { listens.Add(1) })
 	handled := countingConsumer(t, c, "restart", 1)
 	if _, err := c.Publish(ctx, "restart", 1); err != nil {
 		t.Fatal(err)
@@ -248,7 +257,11 @@ func TestConsumerSurvivesServerRestart(t *testing.T) {
 	if _, err := c.Publish(ctx, "restart", 2); err == nil {
 		t.Fatal("publish succeeded while the server was down")
 	}
-	time.Sleep(300 * time.Millisecond) // let the consumer notice and back off
+	// The consumer notices: its claims fail and its listener loses its
+	// connection, and both go on retrying.
+	await(t, "a failed claim", logs.on("pgflow: claim failed; retrying"))
+	await(t, "the listener's lost connection", logs.on("pgflow: notification listener lost its connection; reconnecting"))
+	listensBefore := listens.Load()
 	if err := cl.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -257,6 +270,7 @@ func TestConsumerSurvivesServerRestart(t *testing.T) {
 		return err == nil
 	})
 	waitFor(t, "consume after restart", func() bool { return handled.Load() == 2 })
+	waitFor(t, "the listener back", func() bool { return listens.Load() > listensBefore })
 	waitFor(t, "acknowledged", func() bool {
 		var left int
 		err := pool.QueryRow(ctx, `SELECT count(*) FROM pgflow_messages`).Scan(&left)

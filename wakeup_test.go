@@ -144,7 +144,9 @@ func TestPollOnlyMode(t *testing.T) {
 	db := pgflowtest.New(t)
 	ctx := context.Background()
 	publisher := newClient(t, db, pgflow.Config{PollOnly: true})
-	got, _ := consumeOne(t, db, pgflow.Config{PollOnly: true, PollInterval: 20 * time.Millisecond}, "polled")
+	got, idle := consumeOne(t, db, pgflow.Config{PollOnly: true, PollInterval: 20 * time.Millisecond}, "polled")
+	// Asleep after its start-up claim: only a poll can find what follows.
+	await(t, "consumer idle", idle)
 	id, err := publisher.Publish(ctx, "polled", 1)
 	if err != nil {
 		t.Fatal(err)
