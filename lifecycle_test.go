@@ -54,7 +54,7 @@ func TestExpiredLeaseGoesToAnotherConsumer(t *testing.T) {
 	if e := rec.of(pgflow.EventLeaseExpired); len(e) != 1 || e[0].MessageID != id {
 		t.Fatalf("lease_expired events: %+v", e)
 	}
-	// The stuck consumer's late ack (attempt 1) must not touch anything now.
+	// The healthy consumer's acknowledgement removes it.
 	waitFor(t, "ack", func() bool { return db.Count(t, "pgflow_messages", "") == 0 })
 }
 
