@@ -101,7 +101,10 @@ func TestHeartbeatKeepsLongHandlerLease(t *testing.T) {
 		case <-release:
 			return nil
 		case <-ctx.Done():
-			causes <- context.Cause(ctx)
+			select {
+			case causes <- context.Cause(ctx):
+			default:
+			}
 			return context.Cause(ctx)
 		}
 	}}); err != nil {
@@ -169,8 +172,9 @@ func TestLostLeaseCancelsHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := <-started
-	// Another consumer takes the message over (as after an expiry).
-	db.Exec(t, `UPDATE pgflow_messages SET attempt = attempt + 1, claim_token = claim_token + 1, locked_by = 'thief' WHERE id = $1`, id)
+	// Another consumer takes the message over (as after an expiry), with a
+	// lease long enough that the rescuer leaves it alone.
+	db.Exec(t, `UPDATE pgflow_messages SET attempt = attempt + 1, claim_token = claim_token + 1, locked_by = 'thief', locked_until = now() + interval '1 hour' WHERE id = $1`, id)
 	select {
 	case cause := <-causes:
 		if !errors.Is(cause, pgflow.ErrLeaseLost) {
@@ -181,7 +185,9 @@ func TestLostLeaseCancelsHandler(t *testing.T) {
 	}
 	// Stop returns once every outcome is written: the cancelled handler's
 	// failure must not have touched the thief's delivery.
-	if err := c.Stop(ctx); err != nil {
+	stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := c.Stop(stopCtx); err != nil {
 		t.Fatal(err)
 	}
 	if n := db.Count(t, "pgflow_messages", "id = $1 AND status = 'processing' AND locked_by = 'thief' AND retry_count = 0 AND errors = '[]'", id); n != 1 {
