@@ -145,7 +145,12 @@ func throwawayClientLogging(t *testing.T, log *slog.Logger) (*pgcluster.Cluster,
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	t.Cleanup(func() {
+		// Bounded: a test that failed may leave a handler blocked.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = c.Close(ctx)
+	})
 	return cl, pool, c
 }
 
@@ -166,12 +171,25 @@ func TestMessageClaimedJustBeforeAServerCrashIsStillHandled(t *testing.T) {
 	firstStarted := make(chan struct{})
 	secondStarted := make(chan struct{}, 8)
 	releaseFirst, releaseSecond := make(chan struct{}), make(chan struct{})
+	release := func(ch chan struct{}) {
+		select {
+		case <-ch:
+		default:
+			close(ch)
+		}
+	}
+	// Runs before the client's Close (cleanups run last first): a failed
+	// test's handlers return instead of holding Close.
+	t.Cleanup(func() { release(releaseFirst); release(releaseSecond) })
 	firstAck := make(chan error, 1)
 	var deliveries atomic.Int32
 	if err := c.Consume(pgflow.ConsumerConfig{Queue: "crash", Workers: 2, Handler: func(ctx context.Context, m *pgflow.Message) error {
 		if deliveries.Add(1) == 1 {
 			close(firstStarted)
 			<-releaseFirst // the first delivery outlives the crash
+			// Its heartbeat may already have seen the lease lost and
+			// cancelled ctx: the acknowledgement itself must say so.
+			ctx = context.WithoutCancel(ctx)
 			tx, err := pool.Begin(ctx)
 			if err != nil {
 				firstAck <- err
@@ -214,7 +232,7 @@ func TestMessageClaimedJustBeforeAServerCrashIsStillHandled(t *testing.T) {
 		// The claim was lost: the message is delivered again (attempt 1
 		// again) with a new token while the first delivery still runs.
 		await(t, "second delivery", secondStarted)
-		close(releaseFirst)
+		release(releaseFirst)
 		if err := await(t, "the first delivery's AckTx", firstAck); !errors.Is(err, pgflow.ErrLeaseLost) {
 			t.Fatalf("first delivery's AckTx = %v, want ErrLeaseLost", err)
 		}
@@ -223,9 +241,9 @@ func TestMessageClaimedJustBeforeAServerCrashIsStillHandled(t *testing.T) {
 			t.Fatalf("the first delivery acknowledged the second (%d live, %v)", live, err)
 		}
 	} else {
-		close(releaseFirst)
+		release(releaseFirst)
 	}
-	close(releaseSecond)
+	release(releaseSecond)
 	waitFor(t, "the message acknowledged after the crash", func() bool {
 		var live, dead int
 		err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM pgflow_messages), (SELECT count(*) FROM pgflow_dlq)`).Scan(&live, &dead)
@@ -250,6 +268,14 @@ func TestConsumerSurvivesServerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "before restart", func() bool { return handled.Load() == 1 })
+	// Acknowledged too: an acknowledgement still being written when the
+	// server goes down holds the only worker's slot, and the consumer
+	// would not claim (nor fail to) until it is written.
+	waitFor(t, "acknowledged before restart", func() bool {
+		var left int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pgflow_messages`).Scan(&left)
+		return err == nil && left == 0
+	})
 
 	if err := cl.Stop(ctx); err != nil {
 		t.Fatal(err)
