@@ -277,6 +277,13 @@ func TestPausedQueueIsNotClaimed(t *testing.T) {
 	db := pgflowtest.New(t)
 	c := newClient(t, db, pgflow.Config{PollInterval: 20 * time.Millisecond})
 	ctx := context.Background()
+	// Each idle is the end of a claim that found nothing to take.
+	var idles atomic.Int64
+	pgflow.SetTestHooks(c, func(q string, _ bool) {
+		if q == "p" {
+			idles.Add(1)
+		}
+	}, nil)
 	handled := make(chan struct{}, 1)
 	if err := c.Consume(pgflow.ConsumerConfig{Queue: "p", Handler: func(ctx context.Context, m *pgflow.Message) error {
 		handled <- struct{}{}
@@ -291,10 +298,17 @@ func TestPausedQueueIsNotClaimed(t *testing.T) {
 	if _, err := c.Publish(ctx, "p", 1); err != nil {
 		t.Fatal(err)
 	}
+	// Two more idles: at least one whole claim began after the publish
+	// committed and left the message where it was.
+	after := idles.Load() + 2
+	waitFor(t, "claims after the publish", func() bool { return idles.Load() >= after })
 	select {
 	case <-handled:
 		t.Fatal("a paused queue was consumed")
-	case <-time.After(300 * time.Millisecond): // 15 poll intervals
+	default:
+	}
+	if n := db.Count(t, "pgflow_messages", "status = 'pending' AND attempt = 0"); n != 1 {
+		t.Fatalf("%d pending unclaimed messages in the paused queue, want 1", n)
 	}
 	db.Exec(t, `UPDATE pgflow_queues SET paused = false WHERE queue_name = 'p'`)
 	select {

@@ -627,10 +627,17 @@ func TestStopDeadlineBoundsTheFinalWrites(t *testing.T) {
 	<-returned
 	stopCtx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
+	began := time.Now()
 	err = c.Stop(stopCtx)
 	var se *pgflow.StopError
 	if !errors.As(err, &se) || se.Unwritten != 1 || se.Running != 0 || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Stop = %v, want a *StopError with 1 unwritten outcome", err)
+	}
+	// Not a performance bound: which mechanism ended Stop. Without the
+	// bound, only the write's own 30 s timeout ends it (with the same
+	// error), and the lock is held all along.
+	if took := time.Since(began); took >= 30*time.Second {
+		t.Fatalf("Stop returned after %v: the write's own timeout ended it, not Stop's context", took)
 	}
 	// (The write given up on may still commit once the lock is released:
 	// the server may see the cancellation after that. Either way the

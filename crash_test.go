@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -115,6 +115,11 @@ func TestConsumerProcessKilled(t *testing.T) {
 // throwawayClient starts a throwaway cluster (never the shared server), a
 // migrated database on it and a client; all removed when t ends.
 func throwawayClient(t *testing.T) (*pgcluster.Cluster, *pgxpool.Pool, *pgflow.Client) {
+	return throwawayClientLogging(t, quietLogger())
+}
+
+// throwawayClientLogging is throwawayClient with the client logging to log.
+func throwawayClientLogging(t *testing.T, log *slog.Logger) (*pgcluster.Cluster, *pgxpool.Pool, *pgflow.Client) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a PostgreSQL cluster")
@@ -136,11 +141,16 @@ func throwawayClient(t *testing.T) (*pgcluster.Cluster, *pgxpool.Pool, *pgflow.C
 	if _, err := migrate.Up(ctx, pool, "public"); err != nil {
 		t.Fatal(err)
 	}
-	c, err := pgflow.New(pool, pgflow.Config{Logger: quietLogger(), PollInterval: 100 * time.Millisecond})
+	c, err := pgflow.New(pool, pgflow.Config{Logger: log, PollInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	t.Cleanup(func() {
+		// Bounded: a test that failed may leave a handler blocked.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = c.Close(ctx)
+	})
 	return cl, pool, c
 }
 
@@ -161,22 +171,25 @@ func TestMessageClaimedJustBeforeAServerCrashIsStillHandled(t *testing.T) {
 	firstStarted := make(chan struct{})
 	secondStarted := make(chan struct{}, 8)
 	releaseFirst, releaseSecond := make(chan struct{}), make(chan struct{})
-	var closeFirst, closeSecond sync.Once
-	unblockFirst := func() { closeFirst.Do(func() { close(releaseFirst) }) }
-	unblockSecond := func() { closeSecond.Do(func() { close(releaseSecond) }) }
-	// Registered after the client's cleanup, so it runs first: a failing
-	// test must not leave handlers blocked for Close to wait on.
-	t.Cleanup(func() { unblockFirst(); unblockSecond() })
+	release := func(ch chan struct{}) {
+		select {
+		case <-ch:
+		default:
+			close(ch)
+		}
+	}
+	// Runs before the client's Close (cleanups run last first): a failed
+	// test's handlers return instead of holding Close.
+	t.Cleanup(func() { release(releaseFirst); release(releaseSecond) })
 	firstAck := make(chan error, 1)
 	var deliveries atomic.Int32
 	if err := c.Consume(pgflow.ConsumerConfig{Queue: "crash", Workers: 2, Handler: func(ctx context.Context, m *pgflow.Message) error {
 		if deliveries.Add(1) == 1 {
 			close(firstStarted)
 			<-releaseFirst // the first delivery outlives the crash
-			// Its heartbeat may already have found the lease gone and
-			// cancelled ctx; the acknowledgement is tried regardless, so
-			// that the claim token alone must refuse it.
-			ctx := context.WithoutCancel(ctx)
+			// Its heartbeat may already have seen the lease lost and
+			// cancelled ctx: the acknowledgement itself must say so.
+			ctx = context.WithoutCancel(ctx)
 			tx, err := pool.Begin(ctx)
 			if err != nil {
 				firstAck <- err
@@ -219,7 +232,7 @@ func TestMessageClaimedJustBeforeAServerCrashIsStillHandled(t *testing.T) {
 		// The claim was lost: the message is delivered again (attempt 1
 		// again) with a new token while the first delivery still runs.
 		await(t, "second delivery", secondStarted)
-		unblockFirst()
+		release(releaseFirst)
 		if err := await(t, "the first delivery's AckTx", firstAck); !errors.Is(err, pgflow.ErrLeaseLost) {
 			t.Fatalf("first delivery's AckTx = %v, want ErrLeaseLost", err)
 		}
@@ -228,9 +241,9 @@ func TestMessageClaimedJustBeforeAServerCrashIsStillHandled(t *testing.T) {
 			t.Fatalf("the first delivery acknowledged the second (%d live, %v)", live, err)
 		}
 	} else {
-		unblockFirst()
+		release(releaseFirst)
 	}
-	unblockSecond()
+	release(releaseSecond)
 	waitFor(t, "the message acknowledged after the crash", func() bool {
 		var live, dead int
 		err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM pgflow_messages), (SELECT count(*) FROM pgflow_dlq)`).Scan(&live, &dead)
@@ -246,12 +259,23 @@ func TestMessageClaimedJustBeforeAServerCrashIsStillHandled(t *testing.T) {
 func TestConsumerSurvivesServerRestart(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	cl, pool, c := throwawayClient(t)
+	logs := newLogWatch()
+	cl, pool, c := throwawayClientLogging(t, slog.New(logs))
+	var listens atomic.Int32
+	pgflow.SetTestHooks(c, nil, func() { listens.Add(1) })
 	handled := countingConsumer(t, c, "restart", 1)
 	if _, err := c.Publish(ctx, "restart", 1); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "before restart", func() bool { return handled.Load() == 1 })
+	// Acknowledged too: an acknowledgement still being written when the
+	// server goes down holds the only worker's slot, and the consumer
+	// would not claim (nor fail to) until it is written.
+	waitFor(t, "acknowledged before restart", func() bool {
+		var left int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pgflow_messages`).Scan(&left)
+		return err == nil && left == 0
+	})
 
 	if err := cl.Stop(ctx); err != nil {
 		t.Fatal(err)
@@ -259,7 +283,11 @@ func TestConsumerSurvivesServerRestart(t *testing.T) {
 	if _, err := c.Publish(ctx, "restart", 2); err == nil {
 		t.Fatal("publish succeeded while the server was down")
 	}
-	time.Sleep(300 * time.Millisecond) // let the consumer notice and back off
+	// The consumer notices: its claims fail and its listener loses its
+	// connection, and both go on retrying.
+	await(t, "a failed claim", logs.on("pgflow: claim failed; retrying"))
+	await(t, "the listener's lost connection", logs.on("pgflow: notification listener lost its connection; reconnecting"))
+	listensBefore := listens.Load()
 	if err := cl.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -268,6 +296,7 @@ func TestConsumerSurvivesServerRestart(t *testing.T) {
 		return err == nil
 	})
 	waitFor(t, "consume after restart", func() bool { return handled.Load() == 2 })
+	waitFor(t, "the listener back", func() bool { return listens.Load() > listensBefore })
 	waitFor(t, "acknowledged", func() bool {
 		var left int
 		err := pool.QueryRow(ctx, `SELECT count(*) FROM pgflow_messages`).Scan(&left)

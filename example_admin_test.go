@@ -88,24 +88,15 @@ func ExampleClient_RedriveDLQ() {
 	defer cleanup()
 	ctx := context.Background()
 	_ = c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "consensus_results_queue", MaxRetries: pgflow.Set(0)})
-	dead := make(chan struct{})
+	handled := make(chan struct{}, 1)
 	_ = c.Consume(pgflow.ConsumerConfig{Queue: "consensus_results_queue", Handler: func(ctx context.Context, m *pgflow.Message) error {
+		handled <- struct{}{}
 		return pgflow.Permanent(fmt.Errorf("unknown proposal"))
 	}})
 	_ = c.Start(ctx)
 	_, _ = c.Publish(ctx, "consensus_results_queue", map[string]string{"proposal": "p9"})
-	go func() {
-		for {
-			page, _ := c.ListDLQ(ctx, pgflow.DLQListOptions{})
-			if len(page.Messages) > 0 {
-				close(dead)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}()
-	<-dead
-	_ = c.Stop(ctx)
+	<-handled
+	_ = c.Stop(ctx) // writes the outcome: the message is in the DLQ now
 
 	page, _ := c.ListDLQ(ctx, pgflow.DLQListOptions{DLQFilter: pgflow.DLQFilter{Queue: "consensus_results_queue"}})
 	m := page.Messages[0]

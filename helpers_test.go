@@ -116,3 +116,48 @@ func countingConsumer(t testing.TB, c *pgflow.Client, queue string, workers int)
 	}
 	return &handled
 }
+
+// logWatch is a slog handler that discards records but signals when one
+// with a given message is logged (see on).
+type logWatch struct {
+	mu      sync.Mutex
+	seen    map[string]bool
+	waiting map[string]chan struct{}
+}
+
+func newLogWatch() *logWatch {
+	return &logWatch{seen: map[string]bool{}, waiting: map[string]chan struct{}{}}
+}
+
+// on returns a channel closed once a record with message msg is logged
+// (already closed if one was).
+func (w *logWatch) on(msg string) <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ch := w.waiting[msg]
+	if ch == nil {
+		ch = make(chan struct{})
+		w.waiting[msg] = ch
+		if w.seen[msg] {
+			close(ch)
+		}
+	}
+	return ch
+}
+
+func (w *logWatch) Enabled(context.Context, slog.Level) bool { return true }
+
+func (w *logWatch) Handle(_ context.Context, r slog.Record) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.seen[r.Message] {
+		w.seen[r.Message] = true
+		if ch := w.waiting[r.Message]; ch != nil {
+			close(ch)
+		}
+	}
+	return nil
+}
+
+func (w *logWatch) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *logWatch) WithGroup(string) slog.Handler      { return w }

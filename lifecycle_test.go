@@ -54,7 +54,7 @@ func TestExpiredLeaseGoesToAnotherConsumer(t *testing.T) {
 	if e := rec.of(pgflow.EventLeaseExpired); len(e) != 1 || e[0].MessageID != id {
 		t.Fatalf("lease_expired events: %+v", e)
 	}
-	// The stuck consumer's late ack (attempt 1) must not touch anything now.
+	// The healthy consumer's acknowledgement removes it.
 	waitFor(t, "ack", func() bool { return db.Count(t, "pgflow_messages", "") == 0 })
 }
 
@@ -86,15 +86,25 @@ func TestHeartbeatKeepsLongHandlerLease(t *testing.T) {
 	t.Parallel()
 	db := pgflowtest.New(t)
 	ctx := context.Background()
-	c := newClient(t, db, pgflow.Config{RescueInterval: 50 * time.Millisecond})
+	rec := newRecorder()
+	c := newClient(t, db, pgflow.Config{RescueInterval: 50 * time.Millisecond, Hooks: []pgflow.EventHook{rec.hook}})
 	var deliveries atomic.Int32
+	started := make(chan int64, 1)
+	release := make(chan struct{})
+	causes := make(chan error, 1)
 	q := &pgflow.QueueConfig{Name: "long", LeaseTimeout: pgflow.Set(300 * time.Millisecond)}
 	if err := c.Consume(pgflow.ConsumerConfig{Queue: "long", Declare: q, Handler: func(ctx context.Context, m *pgflow.Message) error {
-		deliveries.Add(1)
+		if deliveries.Add(1) == 1 {
+			started <- m.ID
+		}
 		select {
-		case <-time.After(1500 * time.Millisecond): // five leases long
+		case <-release:
 			return nil
 		case <-ctx.Done():
+			select {
+			case causes <- context.Cause(ctx):
+			default:
+			}
 			return context.Cause(ctx)
 		}
 	}}); err != nil {
@@ -106,9 +116,36 @@ func TestHeartbeatKeepsLongHandlerLease(t *testing.T) {
 	if _, err := c.Publish(ctx, "long", 1); err != nil {
 		t.Fatal(err)
 	}
+	id := await(t, "the handler", started)
+	var first time.Time
+	if err := db.Pool.QueryRow(ctx, fmt.Sprintf(`SELECT locked_until FROM %q.pgflow_messages WHERE id = $1`, db.Schema), id).Scan(&first); err != nil {
+		t.Fatal(err)
+	}
+	// The handler runs on until the server's clock is three leases past
+	// the lease it was first given; meanwhile the rescuer (every 50 ms)
+	// takes back any lease that runs out.
+	waitFor(t, "three leases past the first", func() bool {
+		return db.Count(t, "pgflow_messages", "id = $1 AND now() > $2::timestamptz + interval '900 milliseconds'", id, first) == 1
+	})
+	// The lease was extended, and is still this delivery's.
+	if n := db.Count(t, "pgflow_messages", "id = $1 AND status = 'processing' AND attempt = 1 AND locked_until > $2::timestamptz", id, first); n != 1 {
+		t.Fatal("the heartbeat did not extend the lease")
+	}
+	if n, err := c.RescueExpired(ctx); err != nil || n != 0 {
+		t.Fatalf("RescueExpired took back %d (err %v) while the handler ran", n, err)
+	}
+	close(release)
 	waitFor(t, "done", func() bool { return db.Count(t, "pgflow_messages", "") == 0 })
+	select {
+	case cause := <-causes:
+		t.Fatalf("the handler was cancelled: %v", cause)
+	default:
+	}
 	if d := deliveries.Load(); d != 1 {
 		t.Fatalf("%d deliveries; the heartbeat did not keep the lease", d)
+	}
+	if e := rec.of(pgflow.EventLeaseExpired); len(e) != 0 {
+		t.Fatalf("lease_expired events: %+v", e)
 	}
 }
 
@@ -135,8 +172,9 @@ func TestLostLeaseCancelsHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := <-started
-	// Another consumer takes the message over (as after an expiry).
-	db.Exec(t, `UPDATE pgflow_messages SET attempt = attempt + 1, claim_token = claim_token + 1, locked_by = 'thief' WHERE id = $1`, id)
+	// Another consumer takes the message over (as after an expiry), with a
+	// lease long enough that the rescuer leaves it alone.
+	db.Exec(t, `UPDATE pgflow_messages SET attempt = attempt + 1, claim_token = claim_token + 1, locked_by = 'thief', locked_until = now() + interval '1 hour' WHERE id = $1`, id)
 	select {
 	case cause := <-causes:
 		if !errors.Is(cause, pgflow.ErrLeaseLost) {
@@ -145,8 +183,16 @@ func TestLostLeaseCancelsHandler(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("handler not cancelled after losing its lease")
 	}
-	// The thief's delivery is untouched by the cancelled handler's failure.
-	waitFor(t, "settle", func() bool { return db.Count(t, "pgflow_messages", "locked_by = 'thief' AND retry_count = 0") == 1 })
+	// Stop returns once every outcome is written: the cancelled handler's
+	// failure must not have touched the thief's delivery.
+	stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := c.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
+	if n := db.Count(t, "pgflow_messages", "id = $1 AND status = 'processing' AND locked_by = 'thief' AND retry_count = 0 AND errors = '[]'", id); n != 1 {
+		t.Fatalf("the thief's delivery was changed by the cancelled handler (%d rows as the thief left it)", n)
+	}
 }
 
 func TestGracefulStopFinishesInFlight(t *testing.T) {
@@ -155,10 +201,15 @@ func TestGracefulStopFinishesInFlight(t *testing.T) {
 	ctx := context.Background()
 	c := newClient(t, db, pgflow.Config{})
 	started := make(chan struct{}, 4)
+	release := make(chan struct{})
 	var finished atomic.Int32
 	if err := c.Consume(pgflow.ConsumerConfig{Queue: "grace", Workers: 4, Handler: func(ctx context.Context, m *pgflow.Message) error {
 		started <- struct{}{}
-		time.Sleep(200 * time.Millisecond)
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return context.Cause(ctx) // a graceful stop must not get here
+		}
 		finished.Add(1)
 		return nil
 	}}); err != nil {
@@ -177,12 +228,28 @@ func TestGracefulStopFinishesInFlight(t *testing.T) {
 	}
 	stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := c.Stop(stopCtx); err != nil {
+	stopped := make(chan error, 1)
+	finishedAtStop := make(chan int, 1)
+	go func() {
+		err := c.Stop(stopCtx)
+		finishedAtStop <- int(finished.Load())
+		stopped <- err
+	}()
+	// Stop has begun once the client no longer reports its consumers; the
+	// four handlers still hold their messages.
+	waitFor(t, "Stop to begin", func() bool { return c.ConsumerStats() == nil })
+	select {
+	case err := <-stopped:
+		t.Fatalf("Stop returned (%v) while four handlers were running", err)
+	default:
+	}
+	close(release)
+	if err := await(t, "Stop", stopped); err != nil {
 		t.Fatal(err)
 	}
-	f := int(finished.Load())
-	if f < 4 {
-		t.Fatalf("Stop returned with only %d handlers finished", f)
+	f := <-finishedAtStop
+	if f != 4 {
+		t.Fatalf("Stop returned with %d handlers finished, want the 4 running", f)
 	}
 	// Every finished message was acked before Stop returned; the rest wait.
 	if left := db.Count(t, "pgflow_messages", ""); left != 10-f {

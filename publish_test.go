@@ -225,7 +225,8 @@ func TestDelayedPublish(t *testing.T) {
 		t.Fatalf("visible_at %v, want %v", stored, at)
 	}
 	// A consumer must not take them before their time.
-	handled := make(chan int64, 2)
+	idle := idleSignal(c, "later", false)
+	handled := make(chan int64, 3)
 	if err := c.Consume(pgflow.ConsumerConfig{Queue: "later", Handler: func(ctx context.Context, m *pgflow.Message) error {
 		handled <- m.ID
 		return nil
@@ -234,6 +235,11 @@ func TestDelayedPublish(t *testing.T) {
 	}
 	if err := c.Start(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// Asleep: it has claimed all it could, and left both.
+	await(t, "consumer idle", idle)
+	if n := db.Count(t, "pgflow_messages", "status = 'pending' AND attempt = 0"); n != 2 {
+		t.Fatalf("%d of 2 delayed messages claimed before their time", 2-n)
 	}
 	// Make them due now and publish a marker: the consumer handles all three.
 	db.Exec(t, `UPDATE pgflow_messages SET visible_at = now() - interval '1 second' WHERE id = $1`, id)
@@ -244,8 +250,16 @@ func TestDelayedPublish(t *testing.T) {
 	if !got[id] || got[id2] {
 		t.Fatalf("handled %v; want the due message %d and the marker, not %d", got, id, id2)
 	}
-	if n := db.Count(t, "pgflow_messages", "id = $1", id2); n != 1 {
-		t.Fatal("the message delayed by two hours was consumed")
+	// Stop returns once every claimed message was handled and its outcome
+	// written: the message due in two hours was never claimed.
+	if err := c.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(handled) != 0 {
+		t.Fatalf("handled %d more", <-handled)
+	}
+	if n := db.Count(t, "pgflow_messages", "id = $1 AND status = 'pending' AND attempt = 0", id2); n != 1 {
+		t.Fatal("the message delayed by two hours was claimed")
 	}
 }
 

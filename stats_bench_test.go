@@ -54,8 +54,11 @@ func TestStatsCountersAckThroughput(t *testing.T) {
 			t.Fatal(err)
 		}
 		var done atomic.Int64
+		all := make(chan struct{})
 		if err := c.Consume(ConsumerConfig{Queue: "bench", Workers: 16, Handler: func(context.Context, *Message) error {
-			done.Add(1)
+			if done.Add(1) == int64(n) {
+				close(all)
+			}
 			return nil
 		}}); err != nil {
 			t.Fatal(err)
@@ -64,8 +67,10 @@ func TestStatsCountersAckThroughput(t *testing.T) {
 		if err := c.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
-		for done.Load() < int64(n) {
-			time.Sleep(time.Millisecond)
+		select {
+		case <-all:
+		case <-time.After(5 * time.Minute):
+			t.Fatalf("handled %d of %d", done.Load(), n)
 		}
 		if err := c.Close(ctx); err != nil { // Stop writes the last acks
 			t.Fatal(err)

@@ -144,7 +144,9 @@ func TestPollOnlyMode(t *testing.T) {
 	db := pgflowtest.New(t)
 	ctx := context.Background()
 	publisher := newClient(t, db, pgflow.Config{PollOnly: true})
-	got, _ := consumeOne(t, db, pgflow.Config{PollOnly: true, PollInterval: 20 * time.Millisecond}, "polled")
+	got, idle := consumeOne(t, db, pgflow.Config{PollOnly: true, PollInterval: 20 * time.Millisecond}, "polled")
+	// Asleep after its start-up claim: only a poll can find what follows.
+	await(t, "consumer idle", idle)
 	id, err := publisher.Publish(ctx, "polled", 1)
 	if err != nil {
 		t.Fatal(err)
@@ -163,5 +165,48 @@ func TestPollOnlyMode(t *testing.T) {
 	}
 	if listeners != 0 {
 		t.Fatalf("%d LISTEN sessions in poll-only mode", listeners)
+	}
+}
+
+// A consumer with nothing to do claims again only when something can have
+// changed: a wake-up, its poll interval, or the exact moment a delayed
+// message becomes visible. Here nothing changes for the empty queue while
+// the consumer of another queue waits out a delayed message: the empty
+// queue's consumer must not claim meanwhile (a claim answer of "next
+// visible in 0" for an empty queue once made it claim every millisecond).
+func TestIdleConsumerDoesNotClaimUntilSomethingChanges(t *testing.T) {
+	t.Parallel()
+	db := pgflowtest.New(t)
+	ctx := context.Background()
+	c := newClient(t, db, pgflow.Config{PollOnly: true, PollInterval: time.Hour})
+	var mu sync.Mutex
+	idles := map[string]int{}
+	pgflow.SetTestHooks(c, func(q string, _ bool) {
+		mu.Lock()
+		idles[q]++
+		mu.Unlock()
+	}, nil)
+	if _, err := c.Publish(ctx, "tick", 1, pgflow.WithDelay(100*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	ticked := make(chan struct{}, 1)
+	for _, q := range []string{"empty", "tick"} {
+		if err := c.Consume(pgflow.ConsumerConfig{Queue: q, Handler: func(ctx context.Context, m *pgflow.Message) error {
+			ticked <- struct{}{}
+			return nil
+		}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Handled by its exact wake-up, at least 100 ms after the start-up
+	// claims: the empty queue's consumer has been asleep all along.
+	await(t, "the delayed message", ticked)
+	mu.Lock()
+	defer mu.Unlock()
+	if n := idles["empty"]; n != 1 {
+		t.Fatalf("the consumer of the empty queue claimed %d times, want once (at start)", n)
 	}
 }

@@ -58,6 +58,19 @@ func newClient(t *testing.T) (*pgflow.Client, *pgflowtest.DB) {
 	return c, db
 }
 
+// waitFor polls cond until it holds or the (generous) deadline passes; the
+// deadline only guards against hangs.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func TestConcurrentPublishesCommitTogether(t *testing.T) {
 	c, db := newClient(t)
 	ctx := context.Background()
@@ -310,6 +323,7 @@ func TestTransient(t *testing.T) {
 // gate holds the first write until released and records batch sizes.
 type gate struct {
 	next    producer.Publisher
+	entered chan struct{} // closed when the first write is held
 	release chan struct{}
 	mu      sync.Mutex
 	sizes   []int
@@ -321,6 +335,7 @@ func (g *gate) PublishBatch(ctx context.Context, msgs []pgflow.Outgoing) ([]int6
 	g.sizes = append(g.sizes, len(msgs))
 	g.mu.Unlock()
 	if first {
+		close(g.entered)
 		<-g.release
 	}
 	return g.next.PublishBatch(ctx, msgs)
@@ -330,7 +345,7 @@ func (g *gate) PublishBatch(ctx context.Context, msgs []pgflow.Outgoing) ([]int6
 func TestGroupCommit(t *testing.T) {
 	c, db := newClient(t)
 	ctx := context.Background()
-	g := &gate{next: c, release: make(chan struct{})}
+	g := &gate{next: c, entered: make(chan struct{}), release: make(chan struct{})}
 	p, err := producer.New(g, producer.Config{Queue: "q", Workers: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -341,8 +356,10 @@ func TestGroupCommit(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	for p.Stats().Waiting != 0 || len(g.sizesSnapshot()) == 0 {
-		time.Sleep(time.Millisecond) // until the first publish is being written
+	select {
+	case <-g.entered: // the first publish is being written
+	case <-time.After(time.Minute):
+		t.Fatal("the first publish was never written")
 	}
 	for i := 1; i < 50; i++ {
 		wg.Go(func() {
@@ -351,9 +368,7 @@ func TestGroupCommit(t *testing.T) {
 			}
 		})
 	}
-	for p.Stats().Waiting != 49 {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, "49 publishes waiting", func() bool { return p.Stats().Waiting == 49 })
 	close(g.release)
 	wg.Wait()
 	_ = p.Close(ctx)

@@ -292,6 +292,7 @@ func TestEveryKindCounted(t *testing.T) {
 		pgflow.EventPublished, pgflow.EventPublishFailed, pgflow.EventReceived,
 		pgflow.EventCompleted, pgflow.EventRetried, pgflow.EventDeadLettered,
 		pgflow.EventLeaseExpired, pgflow.EventRedriven, pgflow.EventPurged,
+		pgflow.EventHandlerStuck,
 	}
 	for i, k := range kinds {
 		for range i + 1 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -106,6 +107,13 @@ func TestPacedFlusherGathersATrickle(t *testing.T) {
 		writes <- append([]int(nil), items...)
 		return nil
 	})
+	// The flusher asks whether it is urgent for each item it takes while
+	// the pace holds it back: the signal that it holds that item.
+	held := make(chan struct{}, 10)
+	f.SetUrgent(func() bool {
+		held <- struct{}{}
+		return false
+	})
 	f.Add(1)
 	select {
 	case w := <-writes:
@@ -118,19 +126,26 @@ func TestPacedFlusherGathersATrickle(t *testing.T) {
 	for i := 2; i <= 5; i++ {
 		f.Add(i)
 	}
+	for i := 2; i <= 5; i++ {
+		select {
+		case <-held:
+		case <-time.After(time.Minute):
+			t.Fatalf("item %d never held by the pace", i)
+		}
+	}
 	select {
 	case w := <-writes:
 		t.Fatalf("wrote %v before the pace was over", w)
-	case <-time.After(50 * time.Millisecond):
+	default:
 	}
 	f.Stop(context.Background())
 	close(writes)
-	var rest []int
+	var rest [][]int
 	for w := range writes {
-		rest = append(rest, w...)
+		rest = append(rest, w)
 	}
-	if len(rest) != 4 {
-		t.Fatalf("Stop wrote %v, want the 4 gathered items", rest)
+	if len(rest) != 1 || !slices.Equal(rest[0], []int{2, 3, 4, 5}) {
+		t.Fatalf("Stop wrote %v, want one write of the 4 gathered items", rest)
 	}
 }
 

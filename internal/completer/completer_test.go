@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 )
@@ -15,22 +16,43 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 func TestWritesThenReports(t *testing.T) {
 	acked := make(chan []Ack, 4)
 	failed := make(chan []FailResult, 4)
+	var mu sync.Mutex
 	var wroteAcks [][]int64
+	var wroteFails int
 	c := New(Config{
 		Name: "q", Log: quiet(),
 		WriteAcks: func(ctx context.Context, ids, tokens []int64) error {
+			mu.Lock()
+			defer mu.Unlock()
 			wroteAcks = append(wroteAcks, append([]int64(nil), tokens...))
 			return nil
 		},
 		WriteFails: func(ctx context.Context, items []Fail) ([]FailResult, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			wroteFails += len(items)
 			out := make([]FailResult, len(items))
 			for i, it := range items {
 				out[i] = FailResult{ID: it.ID, Dead: it.Permanent}
 			}
 			return out, nil
 		},
-		Acked:  func(items []Ack) { acked <- append([]Ack(nil), items...) },
-		Failed: func(items []Fail, res []FailResult) { failed <- res },
+		Acked: func(items []Ack) {
+			mu.Lock()
+			if len(wroteAcks) == 0 {
+				t.Error("ack reported before it was written")
+			}
+			mu.Unlock()
+			acked <- append([]Ack(nil), items...)
+		},
+		Failed: func(items []Fail, res []FailResult) {
+			mu.Lock()
+			if wroteFails == 0 {
+				t.Error("failure reported before it was written")
+			}
+			mu.Unlock()
+			failed <- res
+		},
 	})
 	c.Ack(Ack{ID: 1, Token: 10})
 	c.Fail(Fail{ID: 2, Token: 20, Permanent: true, Err: errors.New("x")})

@@ -88,7 +88,9 @@ func TestPanicBecomesTheError(t *testing.T) {
 func TestStuckHandlerIsNoLongerExtended(t *testing.T) {
 	unblock := make(chan struct{})
 	started := make(chan struct{}, 2)
-	e, results, stuck := newExec(t, 2, 10*time.Millisecond, func(ctx context.Context, msg string) error {
+	// A long timeout: the handler becomes stuck only at the moments this
+	// test hands to Leases, however slowly the test itself runs.
+	e, results, stuck := newExec(t, 2, time.Minute, func(ctx context.Context, msg string) error {
 		started <- struct{}{}
 		if msg == "stuck" {
 			<-unblock // ignores ctx
@@ -104,14 +106,14 @@ func TestStuckHandlerIsNoLongerExtended(t *testing.T) {
 	if len(ids) != 1 || ids[0] != 1 || tokens[0] != 11 {
 		t.Fatalf("leases before the timeout = %v %v", ids, tokens)
 	}
-	ids, _ = e.Leases(time.Now().Add(time.Second))
+	ids, _ = e.Leases(time.Now().Add(time.Hour))
 	if len(ids) != 0 {
 		t.Fatalf("leases of a stuck handler = %v, want none", ids)
 	}
 	if s := await(t, stuck); s.ID != 1 {
 		t.Fatalf("stuck = %d", s.ID)
 	}
-	e.Leases(time.Now().Add(2 * time.Second))
+	e.Leases(time.Now().Add(2 * time.Hour))
 	select {
 	case s := <-stuck:
 		t.Fatalf("stuck reported twice (%d)", s.ID)
