@@ -220,7 +220,11 @@ BEGIN
         )
         SELECT NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::smallint, NULL::integer, NULL::integer,
                NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::bigint,
-               greatest(0, (extract(epoch FROM (s.at - clock_timestamp())) * 1000000))::bigint
+               -- CASE, not greatest() alone: greatest ignores a NULL
+               -- argument, and would report "now" for "none".
+               CASE WHEN s.at IS NOT NULL
+                    THEN greatest(0, (extract(epoch FROM (s.at - clock_timestamp())) * 1000000))::bigint
+               END
         FROM soonest s;
     END IF;
 END
