@@ -166,18 +166,25 @@ func TestMessageClaimedJustBeforeAServerCrashIsStillHandled(t *testing.T) {
 		if deliveries.Add(1) == 1 {
 			close(firstStarted)
 			<-releaseFirst // the first delivery outlives the crash
-			tx, err := pool.Begin(ctx)
-			if err != nil {
+			// Its heartbeat may find the lease lost first and cancel ctx
+			// with cause ErrLeaseLost: an answer as good as AckTx's.
+			report := func(err error) error {
+				if err != nil {
+					err = errors.Join(err, context.Cause(ctx))
+				}
 				firstAck <- err
 				return err
+			}
+			tx, err := pool.Begin(ctx)
+			if err != nil {
+				return report(err)
 			}
 			defer tx.Rollback(ctx) //nolint:errcheck
 			err = c.AckTx(ctx, tx, m)
 			if err == nil {
 				err = tx.Commit(ctx)
 			}
-			firstAck <- err
-			return err
+			return report(err)
 		}
 		secondStarted <- struct{}{}
 		<-releaseSecond
