@@ -82,11 +82,12 @@ package pgflow_test
 //
 // Every fourth sequence leaves the DLQ alone until its last step, a
 // redrive of the whole DLQ: with max_retries 0 to start with, a single
-// dedup key and failures instead of acks, dead-lettered messages pile up (several with the same key)
-// for two thirds of the steps, then the queues are drained (no more
-// publishes) so that the key is free when the redrive comes. A run of the
-// default length fails if it did not reach every kind of transition
-// (smMustSee): a test that stopped exercising one would prove nothing.
+// dedup key and failures instead of acks, dead-lettered messages pile up
+// (several with the same key) for two thirds of the steps, then the queues
+// are drained (no more publishes) so that the key is free when the redrive
+// comes. A run of the default length fails if it did not reach every kind
+// of transition (smMustSee): a test that stopped exercising one would
+// prove nothing.
 
 import (
 	"context"
