@@ -239,7 +239,11 @@ func TestStateMachineModel(t *testing.T) {
 		}
 		r.run()
 	}
-	t.Logf("state machine model: seed %d, %d sequences of %d steps; exercised %v", seed, sequences, smSeqLen, seen)
+	ran := fmt.Sprintf("%d sequences", sequences)
+	if only >= 0 {
+		ran = fmt.Sprintf("sequence %d only", only)
+	}
+	t.Logf("state machine model: seed %d, %s of %d steps; exercised %v", seed, ran, smSeqLen, seen)
 	// A run as long as the default one must have reached every transition
 	// the rules are about, or it proves nothing.
 	if only < 0 && steps >= 200*smSeqLen {
