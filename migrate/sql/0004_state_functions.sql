@@ -197,26 +197,51 @@ BEGIN
     END IF;
     GET DIAGNOSTICS v_claimed = ROW_COUNT;
     IF v_claimed < p_limit THEN
-        -- The next future visible_at over every priority: a loose index scan
-        -- of pgflow_messages_claim_idx, one probe per priority present.
+        -- The next future visible_at over every priority present: a loose
+        -- index scan of pgflow_messages_claim_idx for the priorities, then
+        -- one probe per priority that seeks straight to visible_at > now().
+        -- Finding a priority walks the index from the start of its range,
+        -- over the entries of messages already claimed that a pinned xmin
+        -- keeps from being cleaned up; so a claim that starts from a key
+        -- (p_after_priority) does not look for its own priority, which it
+        -- knows, and walks only the ranges of other priorities present,
+        -- as its claim does (W5's pinned third: docs/performance.md).
         RETURN QUERY
-        WITH RECURSIVE prio AS (
+        WITH RECURSIVE above AS (
             (SELECT m.priority FROM {{schema}}.pgflow_messages m
              WHERE m.queue_name = p_queue AND m.status = 'pending'
+               AND m.priority > coalesce(p_after_priority::integer, -32769)
              ORDER BY m.priority DESC LIMIT 1)
             UNION ALL
             SELECT (SELECT m.priority FROM {{schema}}.pgflow_messages m
-                    WHERE m.queue_name = p_queue AND m.status = 'pending' AND m.priority < p.priority
+                    WHERE m.queue_name = p_queue AND m.status = 'pending' AND m.priority < a.priority
+                      AND m.priority > coalesce(p_after_priority::integer, -32769)
                     ORDER BY m.priority DESC LIMIT 1)
-            FROM prio p
-            WHERE p.priority IS NOT NULL
+            FROM above a
+            WHERE a.priority IS NOT NULL
+        ), below AS (
+            (SELECT m.priority FROM {{schema}}.pgflow_messages m
+             WHERE m.queue_name = p_queue AND m.status = 'pending'
+               AND m.priority < coalesce(p_after_priority::integer, -32769)
+             ORDER BY m.priority DESC LIMIT 1)
+            UNION ALL
+            SELECT (SELECT m.priority FROM {{schema}}.pgflow_messages m
+                    WHERE m.queue_name = p_queue AND m.status = 'pending' AND m.priority < b.priority
+                    ORDER BY m.priority DESC LIMIT 1)
+            FROM below b
+            WHERE b.priority IS NOT NULL
+        ), prio AS (
+            SELECT a.priority FROM above a WHERE a.priority IS NOT NULL
+            UNION ALL
+            SELECT p_after_priority WHERE p_after_priority IS NOT NULL
+            UNION ALL
+            SELECT b.priority FROM below b WHERE b.priority IS NOT NULL
         ), soonest AS (
             SELECT min((SELECT m.visible_at FROM {{schema}}.pgflow_messages m
                         WHERE m.queue_name = p_queue AND m.status = 'pending'
                           AND m.priority = p.priority AND m.visible_at > now()
                         ORDER BY m.visible_at LIMIT 1)) AS at
             FROM prio p
-            WHERE p.priority IS NOT NULL
         )
         SELECT NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::smallint, NULL::integer, NULL::integer,
                NULL::timestamptz, NULL::timestamptz, NULL::timestamptz, NULL::bigint,
