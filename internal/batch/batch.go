@@ -21,7 +21,6 @@ type Flusher[T any] struct {
 	name  string
 	flush FlushFunc[T]
 	max   int
-	pace  time.Duration
 	log   *slog.Logger
 	in    chan T
 	stop  chan struct{}
@@ -34,29 +33,14 @@ type Flusher[T any] struct {
 	cancelRun context.CancelFunc
 	// dropped counts items Stop could not write (set by the loop before done).
 	dropped int
-	// urgent, if set, cuts the pace short: while it returns true, a batch is
-	// written as soon as the previous write is done.
-	urgent func() bool
 }
 
-// SetUrgent installs a check that cuts the pace short while it returns
-// true (for example: someone is waiting for these writes). Call it before
-// the first Add.
-func (f *Flusher[T]) SetUrgent(urgent func() bool) { f.urgent = urgent }
-
-// New starts a flusher. max bounds a batch; the input buffer holds 4×max.
-func New[T any](name string, max int, log *slog.Logger, flush FlushFunc[T]) *Flusher[T] {
-	return NewPaced(name, max, 0, log, flush)
-}
-
-// NewPaced starts a flusher whose writes start at least pace apart: an item
-// that arrives sooner after the last write started waits for the rest of
-// pace (or for a full batch), gathering the items that follow it. An item
-// arriving after a quiet spell longer than pace is written at once.
-func NewPaced[T any](name string, maxItems int, pace time.Duration, log *slog.Logger, flush FlushFunc[T]) *Flusher[T] {
+// New starts a flusher. maxItems bounds a batch; the input buffer holds
+// 4×maxItems.
+func New[T any](name string, maxItems int, log *slog.Logger, flush FlushFunc[T]) *Flusher[T] {
 	maxItems = max(maxItems, 1)
 	f := &Flusher[T]{
-		name: name, flush: flush, max: maxItems, pace: max(pace, 0), log: log,
+		name: name, flush: flush, max: maxItems, log: log,
 		in:   make(chan T, 4*maxItems),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
@@ -104,7 +88,6 @@ func (f *Flusher[T]) Stop(ctx context.Context) int {
 func (f *Flusher[T]) loop() {
 	defer close(f.done)
 	batch := make([]T, 0, f.max)
-	var lastStart time.Time
 	for {
 		select {
 		case item := <-f.in:
@@ -113,14 +96,6 @@ func (f *Flusher[T]) loop() {
 			f.drain(batch[:0])
 			return
 		}
-		if wait := f.pace - time.Since(lastStart); wait > 0 && !f.isUrgent() {
-			var stopped bool
-			if batch, stopped = f.gather(batch, wait); stopped {
-				f.drain(batch)
-				return
-			}
-		}
-		lastStart = time.Now()
 	fill:
 		for len(batch) < f.max {
 			select {
@@ -135,30 +110,6 @@ func (f *Flusher[T]) loop() {
 			return
 		}
 	}
-}
-
-func (f *Flusher[T]) isUrgent() bool { return f.urgent != nil && f.urgent() }
-
-// gather adds arriving items to batch for at most wait, until it is full, or
-// until the flusher is urgent. It reports whether the flusher was stopped
-// meanwhile.
-func (f *Flusher[T]) gather(batch []T, wait time.Duration) ([]T, bool) {
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	for len(batch) < f.max {
-		select {
-		case item := <-f.in:
-			batch = append(batch, item)
-			if f.isUrgent() {
-				return batch, false
-			}
-		case <-t.C:
-			return batch, false
-		case <-f.stop:
-			return batch, true
-		}
-	}
-	return batch, false
 }
 
 // write flushes one batch, retrying on error. It returns false if the

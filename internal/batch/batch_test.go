@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -95,98 +94,5 @@ func TestStopGivesUpAtDeadline(t *testing.T) {
 	case <-done:
 	case <-time.After(30 * time.Second):
 		t.Fatal("Stop hung past its deadline")
-	}
-}
-
-// A paced flusher writes the first item after a quiet spell at once and
-// gathers the items that follow within the pace into one write; Stop writes
-// what a pace is still holding.
-func TestPacedFlusherGathersATrickle(t *testing.T) {
-	writes := make(chan []int, 100)
-	f := NewPaced("t", 100, time.Hour, quiet, func(ctx context.Context, items []int) error {
-		writes <- append([]int(nil), items...)
-		return nil
-	})
-	// The flusher asks whether it is urgent for each item it takes while
-	// the pace holds it back: the signal that it holds that item.
-	held := make(chan struct{}, 10)
-	f.SetUrgent(func() bool {
-		held <- struct{}{}
-		return false
-	})
-	f.Add(1)
-	select {
-	case w := <-writes:
-		if len(w) != 1 || w[0] != 1 {
-			t.Fatalf("first write %v, want [1]", w)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the first item after a quiet spell was not written at once")
-	}
-	for i := 2; i <= 5; i++ {
-		f.Add(i)
-	}
-	for i := 2; i <= 5; i++ {
-		select {
-		case <-held:
-		case <-time.After(time.Minute):
-			t.Fatalf("item %d never held by the pace", i)
-		}
-	}
-	select {
-	case w := <-writes:
-		t.Fatalf("wrote %v before the pace was over", w)
-	default:
-	}
-	f.Stop(context.Background())
-	close(writes)
-	var rest [][]int
-	for w := range writes {
-		rest = append(rest, w)
-	}
-	if len(rest) != 1 || !slices.Equal(rest[0], []int{2, 3, 4, 5}) {
-		t.Fatalf("Stop wrote %v, want one write of the 4 gathered items", rest)
-	}
-}
-
-// A full batch does not wait for the pace.
-func TestPacedFlusherWritesAFullBatchAtOnce(t *testing.T) {
-	writes := make(chan int, 100)
-	f := NewPaced("t", 3, time.Hour, quiet, func(ctx context.Context, items []int) error {
-		writes <- len(items)
-		return nil
-	})
-	defer f.Stop(context.Background())
-	for _, want := range []int{1, 3} {
-		for i := range want {
-			f.Add(i)
-		}
-		select {
-		case n := <-writes:
-			if n != want {
-				t.Fatalf("write of %d items, want %d", n, want)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("no write of %d items", want)
-		}
-	}
-}
-
-// An urgent paced flusher writes without waiting for its pace.
-func TestUrgentSkipsThePace(t *testing.T) {
-	writes := make(chan int, 4)
-	f := NewPaced("t", 10, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)), func(ctx context.Context, items []int) error {
-		writes <- len(items)
-		return nil
-	})
-	f.SetUrgent(func() bool { return true })
-	defer f.Stop(context.Background())
-	for range 2 {
-		f.Add(1)
-		select {
-		case <-writes:
-		case <-time.After(time.Minute):
-			t.Fatal("an urgent item waited for the pace")
-		}
 	}
 }

@@ -6,10 +6,7 @@
 // The flusher writes as soon as it has an item, and whatever arrives while a
 // write is in flight forms the next batch. Under light load every item is
 // written at once; under heavy load batches grow by themselves, up to the
-// maximum given to New. A paced flusher (NewPaced) also starts its writes at
-// least a pace apart, so that a steady trickle, each item arriving while
-// nothing is in flight, still forms batches instead of one transaction per
-// item.
+// maximum given to New.
 //
 // # Failures
 //
