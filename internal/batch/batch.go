@@ -3,14 +3,7 @@ package batch
 import (
 	"context"
 	"log/slog"
-	"time"
-
-	"github.com/pgflow-go/pgflow/internal/backoff"
 )
-
-// writeTimeout bounds one write, so a hung connection cannot stall the
-// flusher forever.
-const writeTimeout = 30 * time.Second
 
 // FlushFunc writes one batch. An error makes the flusher retry the same
 // batch with backoff until it succeeds or the flusher is stopped.
@@ -115,24 +108,9 @@ func (f *Flusher[T]) loop() {
 // write flushes one batch, retrying on error. It returns false if the
 // flusher was stopped before the batch could be written.
 func (f *Flusher[T]) write(items []T) bool {
-	retry := backoff.Policy{Base: 20 * time.Millisecond, Max: 2 * time.Second}
-	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(f.runCtx, writeTimeout)
-		err := f.flush(ctx, items)
-		cancel()
-		if err == nil {
-			return true
-		}
-		d := retry.Delay(attempt)
-		f.log.Warn("pgflow: batch write failed; retrying", "batch", f.name, "items", len(items), "err", err, "retry_in", d)
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-f.stop:
-			t.Stop()
-			return false
-		}
-	}
+	return WriteRetrying(f.runCtx, f.stop, f.log, f.name, len(items), func(ctx context.Context) error {
+		return f.flush(ctx, items)
+	})
 }
 
 // drain writes batch and everything still buffered, until f.final is done.
@@ -150,23 +128,11 @@ func (f *Flusher[T]) drain(batch []T) {
 		if len(batch) == 0 {
 			return
 		}
-		for {
-			err := f.flush(f.final, batch)
-			if err == nil {
-				break
-			}
-			if f.final.Err() != nil {
-				f.dropped = len(batch) + len(f.in)
-				f.log.Error("pgflow: batch dropped at stop; these messages will be delivered again when their lease expires",
-					"batch", f.name, "items", f.dropped, "err", err)
-				return
-			}
-			t := time.NewTimer(20 * time.Millisecond)
-			select {
-			case <-t.C:
-			case <-f.final.Done():
-				t.Stop()
-			}
+		if err := WriteFinal(f.final, func(ctx context.Context) error { return f.flush(ctx, batch) }); err != nil {
+			f.dropped = len(batch) + len(f.in)
+			f.log.Error("pgflow: batch dropped at stop; these messages will be delivered again when their lease expires",
+				"batch", f.name, "items", f.dropped, "err", err)
+			return
 		}
 		batch = batch[:0]
 	}

@@ -6,12 +6,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pgflow-go/pgflow/internal/backoff"
+	"github.com/pgflow-go/pgflow/internal/batch"
 )
-
-// writeTimeout bounds one acknowledgement write, so a hung connection
-// cannot stall the writer forever.
-const writeTimeout = 30 * time.Second
 
 // ackQueue holds acknowledgements until either a claim takes them (Take:
 // written in the claim's own transaction) or they have waited AckPace and
@@ -132,13 +128,13 @@ func (q *ackQueue) loop() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
-	var batch []Ack
+	var items []Ack
 	for {
 		select {
 		case <-q.kick:
 		case <-timer.C:
 		case <-q.stop:
-			q.drain(batch[:0])
+			q.drain(items[:0])
 			return
 		}
 		for {
@@ -153,9 +149,9 @@ func (q *ackQueue) loop() {
 				break
 			}
 			q.mu.Unlock()
-			batch = q.take(batch[:0], false)
-			if !q.writeRetrying(batch) {
-				q.drain(batch)
+			items = q.take(items[:0], false)
+			if !q.writeRetrying(items) {
+				q.drain(items)
 				return
 			}
 		}
@@ -165,58 +161,31 @@ func (q *ackQueue) loop() {
 // writeRetrying writes one batch, retrying on error. It returns false if
 // the queue was stopped before the batch could be written.
 func (q *ackQueue) writeRetrying(items []Ack) bool {
-	retry := backoff.Policy{Base: 20 * time.Millisecond, Max: 2 * time.Second}
-	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(q.runCtx, writeTimeout)
-		err := q.write(ctx, items)
-		cancel()
-		if err == nil {
-			return true
-		}
-		d := retry.Delay(attempt)
-		q.log.Warn("pgflow: batch write failed; retrying", "batch", q.name, "items", len(items), "err", err, "retry_in", d)
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-q.stop:
-			t.Stop()
-			return false
-		}
-	}
+	return batch.WriteRetrying(q.runCtx, q.stop, q.log, q.name, len(items), func(ctx context.Context) error {
+		return q.write(ctx, items)
+	})
 }
 
-// drain writes batch and everything pending until q.final is done, then
+// drain writes items and everything pending until q.final is done, then
 // counts what is left, including items a claim holds unsettled.
-func (q *ackQueue) drain(batch []Ack) {
+func (q *ackQueue) drain(items []Ack) {
 	for {
-		if len(batch) == 0 {
-			batch = q.take(batch, false)
+		if len(items) == 0 {
+			items = q.take(items, false)
 		}
-		if len(batch) == 0 {
+		if len(items) == 0 {
 			break
 		}
-		for {
-			err := q.write(q.final, batch)
-			if err == nil {
-				batch = batch[:0]
-				break
-			}
-			if q.final.Err() != nil {
-				q.mu.Lock()
-				q.dropped = len(batch) + len(q.pending) + q.taken
-				q.over = true
-				q.mu.Unlock()
-				q.log.Error("pgflow: batch dropped at stop; these messages will be delivered again when their lease expires",
-					"batch", q.name, "items", q.dropped, "err", err)
-				return
-			}
-			t := time.NewTimer(20 * time.Millisecond)
-			select {
-			case <-t.C:
-			case <-q.final.Done():
-				t.Stop()
-			}
+		if err := batch.WriteFinal(q.final, func(ctx context.Context) error { return q.write(ctx, items) }); err != nil {
+			q.mu.Lock()
+			q.dropped = len(items) + len(q.pending) + q.taken
+			q.over = true
+			q.mu.Unlock()
+			q.log.Error("pgflow: items dropped at stop; these messages will be delivered again when their lease expires",
+				"items", q.name, "items", q.dropped, "err", err)
+			return
 		}
+		items = items[:0]
 	}
 	q.mu.Lock()
 	q.dropped = len(q.pending) + q.taken // handed back by a claim just now, or still held by one
