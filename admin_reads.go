@@ -12,8 +12,9 @@ import (
 	"github.com/pgflow-go/pgflow/internal/query"
 )
 
-// Reads for the browser console (package console) and other tools: one live
-// message by id, and the delivery counters as a time series.
+// Reads for operators and tools (the CLI, the console, metrics): one live
+// message by id, the delivery counters as a time series, the dead-letter
+// counts, and the queue stats that QueueStats and AllQueueStats return.
 
 // ErrMessageNotFound is returned for a message id that is not live: it was
 // never published, was acknowledged, or is in the DLQ.
