@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pgflow-go/pgflow/internal/completer"
+	"github.com/pgflow-go/pgflow/internal/fetcher"
 	"github.com/pgflow-go/pgflow/pgflowtest"
 )
 
@@ -57,4 +58,10 @@ func TestClaimCarriesAcknowledgementsInItsTransaction(t *testing.T) {
 	if n := db.Count(t, "pgflow_messages", "status = 'processing'"); n != 1 {
 		t.Fatalf("%d messages processing, want 1 (the new delivery only)", n)
 	}
+}
+
+// claimMessages runs one claim statement without acknowledgements and
+// returns the messages in claim order (tests and benchmarks).
+func (r *consumerRun) claimMessages(ctx context.Context, n int, after *fetcher.Key) ([]*Message, fetcher.Result, error) {
+	return r.claimAndAck(ctx, n, after, nil)
 }

@@ -162,12 +162,6 @@ func (r *consumerRun) claim(ctx context.Context, n int, after *fetcher.Key) (fet
 	return res, nil
 }
 
-// claimMessages runs one claim statement and returns the messages in claim
-// order.
-func (r *consumerRun) claimMessages(ctx context.Context, n int, after *fetcher.Key) ([]*Message, fetcher.Result, error) {
-	return r.claimAndAck(ctx, n, after, nil)
-}
-
 // claimAndAck runs one claim statement, preceded by the acknowledgement of
 // acks in the same implicit transaction (one pgx batch, one round trip)
 // when there are any, and returns the messages in claim order. Nothing is
