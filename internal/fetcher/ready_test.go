@@ -25,12 +25,19 @@ func TestReadySlotsAreClaimedThrough(t *testing.T) {
 		Ready: func() int { return int(ready.Load()) },
 		Claim: func(ctx context.Context, n int, after *Key) (Result, error) {
 			r := int(ready.Swap(0))
-			calls <- claimCall{n: n, ready: r}
+			// Whether this claim fails is decided before the test hears
+			// of it, so a failure the test asks for after one claim
+			// applies to the next.
+			failed := false
 			select {
 			case <-fail:
+				failed = true
+			default:
+			}
+			calls <- claimCall{n: n, ready: r}
+			if failed {
 				ready.Add(int64(r)) // not written: still ready
 				return Result{}, errors.New("claim failed")
-			default:
 			}
 			asked := min(4, n+r)
 			return Result{Claimed: asked, Asked: asked, Freed: r, Last: Key{VisibleAt: time.Now()}}, nil
