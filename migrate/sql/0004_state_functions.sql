@@ -120,9 +120,10 @@ AS $$
 DECLARE
     v_paused boolean;
     v_claimed integer;
+    v_known smallint; -- a priority whose messages are probed directly (below)
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
-    SELECT q.paused INTO v_paused FROM {{schema}}.pgflow_queues q WHERE q.queue_name = p_queue;
+    SELECT q.paused, q.priority INTO v_paused, v_known FROM {{schema}}.pgflow_queues q WHERE q.queue_name = p_queue;
     IF NOT FOUND THEN
         INSERT INTO {{schema}}.pgflow_queues (queue_name) VALUES (p_queue) ON CONFLICT DO NOTHING;
         v_paused := false;
@@ -197,32 +198,34 @@ BEGIN
     END IF;
     GET DIAGNOSTICS v_claimed = ROW_COUNT;
     IF v_claimed < p_limit THEN
+        v_known := coalesce(p_after_priority, v_known);
         -- The next future visible_at over every priority present: a loose
         -- index scan of pgflow_messages_claim_idx for the priorities, then
         -- one probe per priority that seeks straight to visible_at > now().
         -- Finding a priority walks the index from the start of its range,
         -- over the entries of messages already claimed that a pinned xmin
-        -- keeps from being cleaned up; so a claim that starts from a key
-        -- (p_after_priority) does not look for its own priority, which it
-        -- knows, and walks only the ranges of other priorities present,
-        -- as its claim does (W5's pinned third: docs/performance.md).
+        -- keeps from being cleaned up. So one priority is not looked for
+        -- but probed directly (v_known: the claim's key's priority, else
+        -- the queue's default priority, which most messages carry), and
+        -- only the ranges of the other priorities present are walked
+        -- (W5's pinned third: docs/performance.md).
         RETURN QUERY
         WITH RECURSIVE above AS (
             (SELECT m.priority FROM {{schema}}.pgflow_messages m
              WHERE m.queue_name = p_queue AND m.status = 'pending'
-               AND m.priority > coalesce(p_after_priority::integer, -32769)
+               AND m.priority > coalesce(v_known::integer, -32769)
              ORDER BY m.priority DESC LIMIT 1)
             UNION ALL
             SELECT (SELECT m.priority FROM {{schema}}.pgflow_messages m
                     WHERE m.queue_name = p_queue AND m.status = 'pending' AND m.priority < a.priority
-                      AND m.priority > coalesce(p_after_priority::integer, -32769)
+                      AND m.priority > coalesce(v_known::integer, -32769)
                     ORDER BY m.priority DESC LIMIT 1)
             FROM above a
             WHERE a.priority IS NOT NULL
         ), below AS (
             (SELECT m.priority FROM {{schema}}.pgflow_messages m
              WHERE m.queue_name = p_queue AND m.status = 'pending'
-               AND m.priority < coalesce(p_after_priority::integer, -32769)
+               AND m.priority < coalesce(v_known::integer, -32769)
              ORDER BY m.priority DESC LIMIT 1)
             UNION ALL
             SELECT (SELECT m.priority FROM {{schema}}.pgflow_messages m
@@ -233,7 +236,7 @@ BEGIN
         ), prio AS (
             SELECT a.priority FROM above a WHERE a.priority IS NOT NULL
             UNION ALL
-            SELECT p_after_priority WHERE p_after_priority IS NOT NULL
+            SELECT v_known WHERE v_known IS NOT NULL
             UNION ALL
             SELECT b.priority FROM below b WHERE b.priority IS NOT NULL
         ), soonest AS (
