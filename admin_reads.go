@@ -2,7 +2,6 @@ package pgflow
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -20,28 +19,14 @@ import (
 // never published, was acknowledged, or is in the DLQ.
 var ErrMessageNotFound = errors.New("pgflow: message not found")
 
-// LiveMessage is a message in a queue, pending or in flight.
+// LiveMessage is a message in a queue, pending or in flight: a
+// PendingMessage whose State may also be "in_flight" (leased by a consumer;
+// Attempt then counts the delivery in progress), with its lease.
 type LiveMessage struct {
-	ID       int64
-	Queue    string
-	Payload  json.RawMessage
-	Headers  map[string]string
-	Priority int
-	// State is "ready", "delayed", "retrying" (as PendingMessage.State) or
-	// "in_flight" (leased by a consumer).
-	State      string
-	RetryCount int
-	// Attempt is the number of deliveries so far (the one in progress
-	// included when in flight).
-	Attempt   int
-	DedupKey  string
-	VisibleAt time.Time
+	PendingMessage
 	// LockedBy and LeaseUntil are set while in flight.
 	LockedBy   string
 	LeaseUntil time.Time
-	CreatedAt  time.Time
-	// Errors is the message's error history, oldest first.
-	Errors []AttemptError
 	// At is the database time the message was read at.
 	At time.Time
 }
