@@ -36,6 +36,9 @@ type QueueStats struct {
 	Queue      string
 	Paused     bool
 	MaxRetries int
+	// DLQRetention and Expiry are the queue's settings (0: off).
+	DLQRetention time.Duration
+	Expiry       time.Duration
 	// Pending counts messages ready to be claimed now (including retries
 	// whose backoff is over).
 	Pending int64
@@ -72,8 +75,13 @@ type StatsWindow struct {
 	// Failed counts failed deliveries: handler errors (retried or
 	// dead-lettered) and expired leases.
 	Failed int64
-	// DeadLettered counts messages moved to the DLQ.
+	// DeadLettered counts messages moved to the DLQ (expired ones included).
 	DeadLettered int64
+	// Expired counts messages moved to the DLQ because nobody claimed them
+	// before their expiry.
+	Expired int64
+	// DLQDeleted counts dead letters deleted by the queue's DLQRetention.
+	DLQDeleted int64
 }
 
 // StatsWindows are the windows QueueStats.Windows reports, in order.

@@ -260,6 +260,7 @@ func (c *Client) readOnlyStats(ctx context.Context, f func(pgx.Tx) error) error 
 func scanQueueMessageStats(r pgx.CollectableRow) (QueueStats, error) {
 	var s QueueStats
 	var oldest float64
+	var retention, expiry int64
 	w := make([]StatsWindow, len(StatsWindows))
 	for i, d := range StatsWindows {
 		w[i].Window = d
@@ -270,7 +271,9 @@ func scanQueueMessageStats(r pgx.CollectableRow) (QueueStats, error) {
 		&w[0].Handled, &w[0].Failed, &w[0].DeadLettered,
 		&w[1].Handled, &w[1].Failed, &w[1].DeadLettered,
 		&w[2].Handled, &w[2].Failed, &w[2].DeadLettered,
-		&s.At)
+		&s.At, &retention, &expiry,
+		&w[0].Expired, &w[0].DLQDeleted, &w[1].Expired, &w[1].DLQDeleted, &w[2].Expired, &w[2].DLQDeleted)
+	s.DLQRetention, s.Expiry = ms(retention), ms(expiry)
 	s.OldestReadyAge = time.Duration(oldest * float64(time.Second)).Round(time.Millisecond)
 	s.Windows = w
 	if s.Consumers == nil {

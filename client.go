@@ -44,6 +44,14 @@ type Config struct {
 	// RescueInterval is how often the client looks for expired leases.
 	// Default 1 s.
 	RescueInterval time.Duration
+	// MaintenanceInterval is how often a started client runs the
+	// maintenance task (Maintain): expired messages to the DLQ, dead
+	// letters past their queue's retention deleted. One client of a schema
+	// at a time does the work. Default 1 s.
+	MaintenanceInterval time.Duration
+	// DisableMaintenance stops this client from running the maintenance
+	// task; other started clients of the schema still do.
+	DisableMaintenance bool
 	// StrictQueues makes Publish fail with ErrQueueNotFound for a queue that
 	// was never declared, instead of creating it with default settings.
 	StrictQueues bool
@@ -65,6 +73,8 @@ type Client struct {
 	log      *slog.Logger
 	hooks    []EventHook
 	channel  string // NOTIFY channel, one per schema
+
+	maintenanceKey int64 // advisory lock key of the schema's maintenance task
 
 	known sync.Map // queue name -> struct{}: queues known to exist
 
@@ -120,14 +130,19 @@ func New(pool *pgxpool.Pool, cfg Config) (*Client, error) {
 	if cfg.RescueInterval <= 0 {
 		cfg.RescueInterval = time.Second
 	}
+	if cfg.MaintenanceInterval <= 0 {
+		cfg.MaintenanceInterval = time.Second
+	}
 	c := &Client{
-		pool:      pool,
-		q:         q,
-		cfg:       cfg,
-		log:       cfg.Logger,
-		hooks:     append([]EventHook(nil), cfg.Hooks...),
-		channel:   "pgflow." + cfg.Schema,
-		consumers: map[string]*consumer{},
+		pool:    pool,
+		q:       q,
+		cfg:     cfg,
+		log:     cfg.Logger,
+		hooks:   append([]EventHook(nil), cfg.Hooks...),
+		channel: "pgflow." + cfg.Schema,
+
+		maintenanceKey: maintenanceKeyFor(cfg.Schema),
+		consumers:      map[string]*consumer{},
 	}
 	if !cfg.PollOnly {
 		c.notifier = newNotifier(c)
@@ -199,7 +214,7 @@ func (c *Client) Close(ctx context.Context) error {
 // queue. The defaults are the columns' defaults in pgflow_queues, the same
 // for a queue created on first publish, declared in Go or declared by a
 // configuration file: max_retries 3, retry_delay 1 s, max_retry_delay 5 min,
-// lease_timeout 30 s, priority 0.
+// lease_timeout 30 s, priority 0, dlq_retention and expiry 0 (off).
 type QueueConfig struct {
 	Name string
 	// MaxRetries is how many times a failed message is retried before it is
@@ -216,11 +231,25 @@ type QueueConfig struct {
 	LeaseTimeout Setting[time.Duration]
 	// Priority is the default priority of messages published without one.
 	Priority Setting[int]
+	// DLQRetention is how long the queue's dead letters are kept: a started
+	// client's maintenance task deletes older ones (by the time they were
+	// dead-lettered), a small batch at a time. Set(0), the default, keeps
+	// them until they are purged or redriven.
+	DLQRetention Setting[time.Duration]
+	// Expiry is how long a message published without its own expiry
+	// (WithExpiry, WithExpiresAt) may wait for a consumer once it is
+	// visible: one not claimed by then is moved to the DLQ with reason
+	// "expired" instead of being delivered late. Set(0), the default: never.
+	// A change applies to messages published afterwards.
+	Expiry Setting[time.Duration]
 }
 
 // maxQueueDuration bounds the queue durations (they are stored as integer
 // milliseconds).
 const maxQueueDuration = 24 * time.Hour * 24
+
+// maxLifetime bounds DLQRetention and Expiry (bigint milliseconds).
+const maxLifetime = 10 * 365 * 24 * time.Hour
 
 // normalize validates the fields that are set.
 func (qc *QueueConfig) normalize() error {
@@ -258,6 +287,21 @@ func (qc *QueueConfig) normalize() error {
 			return inputErr(ErrInvalidConfig, "max_retry_delay", m.String(), "is below retry_delay %v", r)
 		}
 	}
+	for _, l := range []struct {
+		field string
+		s     Setting[time.Duration]
+	}{{"dlq_retention", qc.DLQRetention}, {"expiry", qc.Expiry}} {
+		d, ok := l.s.Get()
+		switch {
+		case !ok:
+		case d < 0:
+			return inputErr(ErrInvalidConfig, l.field, d.String(), "is negative (0 turns it off)")
+		case d > 0 && d < time.Millisecond:
+			return inputErr(ErrInvalidConfig, l.field, d.String(), "must be 0 (off) or at least 1ms")
+		case d > maxLifetime:
+			return inputErr(ErrInvalidConfig, l.field, d.String(), "must be at most 10 years")
+		}
+	}
 	if p, ok := qc.Priority.Get(); ok && (p < -32768 || p > 32767) {
 		return inputErr(ErrInvalidConfig, "priority", "", "%d is outside [-32768, 32767]", p)
 	}
@@ -266,7 +310,7 @@ func (qc *QueueConfig) normalize() error {
 
 // SettingChange is one queue setting that a declaration changed.
 type SettingChange struct {
-	Setting string // max_retries, retry_delay, max_retry_delay, lease_timeout or priority
+	Setting string // max_retries, retry_delay, max_retry_delay, lease_timeout, priority, dlq_retention or expiry
 	Old     string
 	New     string
 }
@@ -303,9 +347,9 @@ func (c *Client) DeclareQueue(ctx context.Context, qc QueueConfig) error {
 		}
 		var old, now storedQueue
 		err = tx.QueryRow(ctx, c.q.Get(query.UpdateQueue), qc.Name, maxRetries, arg(qc.RetryDelay),
-			arg(qc.MaxRetryDelay), arg(qc.LeaseTimeout), priority).Scan(
-			&old.maxRetries, &old.retryMs, &old.maxRetryMs, &old.leaseMs, &old.priority,
-			&now.maxRetries, &now.retryMs, &now.maxRetryMs, &now.leaseMs, &now.priority)
+			arg(qc.MaxRetryDelay), arg(qc.LeaseTimeout), priority, arg(qc.DLQRetention), arg(qc.Expiry)).Scan(
+			&old.maxRetries, &old.retryMs, &old.maxRetryMs, &old.leaseMs, &old.priority, &old.retentionMs, &old.expiryMs,
+			&now.maxRetries, &now.retryMs, &now.maxRetryMs, &now.leaseMs, &now.priority, &now.retentionMs, &now.expiryMs)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil // nothing to change
 		}
@@ -348,6 +392,7 @@ func (c *Client) DeclareQueue(ctx context.Context, qc QueueConfig) error {
 type storedQueue struct {
 	maxRetries, priority         int
 	retryMs, maxRetryMs, leaseMs int64
+	retentionMs, expiryMs        int64
 }
 
 func ms(n int64) time.Duration { return time.Duration(n) * time.Millisecond }
@@ -365,7 +410,17 @@ func (old storedQueue) diff(now storedQueue) []SettingChange {
 	add("max_retry_delay", ms(old.maxRetryMs), ms(now.maxRetryMs))
 	add("lease_timeout", ms(old.leaseMs), ms(now.leaseMs))
 	add("priority", old.priority, now.priority)
+	add("dlq_retention", offDuration(ms(old.retentionMs)), offDuration(ms(now.retentionMs)))
+	add("expiry", offDuration(ms(old.expiryMs)), offDuration(ms(now.expiryMs)))
 	return out
+}
+
+// offDuration shows a lifetime setting, "off" for 0.
+func offDuration(d time.Duration) string {
+	if d == 0 {
+		return "off"
+	}
+	return d.String()
 }
 
 // QueueInfo is a queue's definition as stored.
@@ -376,9 +431,13 @@ type QueueInfo struct {
 	MaxRetryDelay time.Duration
 	LeaseTimeout  time.Duration
 	Priority      int
-	Paused        bool
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	// DLQRetention is how long dead letters are kept; 0: until purged.
+	DLQRetention time.Duration
+	// Expiry is the default expiry of the queue's messages; 0: none.
+	Expiry    time.Duration
+	Paused    bool
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Queue returns the queue's stored settings, or ErrQueueNotFound.
@@ -407,8 +466,11 @@ func (c *Client) queueOn(ctx context.Context, db queryer, name string) (QueueInf
 
 func scanQueueInfo(row pgx.CollectableRow) (QueueInfo, error) {
 	var qi QueueInfo
-	var retry, maxRetry, lease int64
-	err := row.Scan(&qi.Name, &qi.MaxRetries, &retry, &maxRetry, &lease, &qi.Priority, &qi.Paused, &qi.CreatedAt, &qi.UpdatedAt)
+	var retry, maxRetry, lease, retention, expiry int64
+	err := row.Scan(&qi.Name, &qi.MaxRetries, &retry, &maxRetry, &lease, &qi.Priority, &qi.Paused, &qi.CreatedAt, &qi.UpdatedAt,
+		&retention, &expiry)
+	qi.DLQRetention = ms(retention)
+	qi.Expiry = ms(expiry)
 	qi.RetryDelay = ms(retry)
 	qi.MaxRetryDelay = ms(maxRetry)
 	qi.LeaseTimeout = ms(lease)

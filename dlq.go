@@ -44,7 +44,18 @@ type DLQMessage struct {
 	MessageCreatedAt time.Time
 	// DeadLetteredAt is when it entered the DLQ.
 	DeadLetteredAt time.Time
+	// Reason is why: DLQReasonFailed or DLQReasonExpired.
+	Reason string
 }
+
+// The reasons a message is dead-lettered (DLQMessage.Reason).
+const (
+	// DLQReasonFailed: a permanent error, or no retries left.
+	DLQReasonFailed = "failed"
+	// DLQReasonExpired: not claimed, or not retried, before its expiry
+	// (WithExpiry, QueueConfig.Expiry); Error says which.
+	DLQReasonExpired = "expired"
+)
 
 // DLQFilter selects dead-letter messages. Fields combine with AND; the zero
 // value matches everything, which ListDLQ accepts but RedriveDLQ and
@@ -163,7 +174,7 @@ func scanDLQ(r pgx.CollectableRow) (DLQMessage, error) {
 	var dedup *string
 	var errs []byte
 	if err := r.Scan(&m.ID, &m.MessageID, &m.Queue, &m.Payload, &m.Headers, &prio, &dedup,
-		&m.Error, &errs, &m.RetryCount, &m.Attempts, &m.MessageCreatedAt, &m.DeadLetteredAt); err != nil {
+		&m.Error, &errs, &m.RetryCount, &m.Attempts, &m.MessageCreatedAt, &m.DeadLetteredAt, &m.Reason); err != nil {
 		return m, err
 	}
 	m.Priority = int(prio)

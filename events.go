@@ -18,6 +18,8 @@ const (
 	EventPurged        EventKind = "purged"         // DLQ messages were deleted; Count is set
 	EventQueueChanged  EventKind = "queue_changed"  // DeclareQueue changed an existing queue's settings; Changes is set
 	EventHandlerStuck  EventKind = "handler_stuck"  // a handler ran past its timeout and grace period; its lease is no longer extended
+	EventExpired       EventKind = "expired"        // the maintenance task moved a message nobody claimed before its expiry to the DLQ (reason "expired")
+	EventDLQDeleted    EventKind = "dlq_deleted"    // the maintenance task deleted dead letters older than their queue's DLQRetention; Count is set
 )
 
 // Event is what hooks receive. Fields that do not apply to a kind are zero.
@@ -36,7 +38,8 @@ type Event struct {
 	// QueueWait is how long the message waited between becoming visible and
 	// being claimed, measured on the database clock (received).
 	QueueWait time.Duration
-	// Count is the number of messages a batch event covers (purged, redriven).
+	// Count is the number of messages a batch event covers (purged,
+	// redriven, dlq_deleted).
 	Count int
 	// Headers are the message's headers (published, received).
 	Headers map[string]string

@@ -21,7 +21,7 @@ type runState struct {
 	abort       context.CancelFunc
 	handlerCtx  context.Context // cancelled (cause ErrClientStopped) when Stop's deadline passes
 	stopHandler context.CancelCauseFunc
-	bgCtx       context.Context // listener, rescuer, heartbeats
+	bgCtx       context.Context // listener, rescuer, maintenance, heartbeats
 	stopBg      context.CancelFunc
 
 	fetchers sync.WaitGroup
@@ -30,8 +30,9 @@ type runState struct {
 	runs map[string]*consumerRun
 }
 
-// Start launches the registered consumers, the lease rescuer and, unless
-// PollOnly, the notification listener. It returns once every consumer's
+// Start launches the registered consumers, the lease rescuer, the
+// maintenance task (unless DisableMaintenance) and, unless PollOnly, the
+// notification listener. It returns once every consumer's
 // queue is ready; the consumers then run until Stop.
 func (c *Client) Start(ctx context.Context) error {
 	c.mu.Lock()
@@ -73,6 +74,13 @@ func (c *Client) Start(ctx context.Context) error {
 			return err
 		}, c.log)
 	}()
+	if !c.cfg.DisableMaintenance {
+		rs.bg.Add(1)
+		go func() {
+			defer rs.bg.Done()
+			c.runMaintenance(rs.bgCtx, c.cfg.MaintenanceInterval)
+		}()
+	}
 	if !c.cfg.PollOnly && len(rs.runs) > 0 {
 		rs.bg.Add(1)
 		go func() {

@@ -87,23 +87,29 @@ func (c *Client) publishOne(ctx context.Context, db queryer, mode notifyMode, qu
 
 // insertOne runs the insert statement publishOne chose.
 func (c *Client) insertOne(ctx context.Context, db queryer, notify bool, queue string, body, headers []byte, o publishOptions) (int64, error) {
-	var prio, visibleAt, dedup any
+	var prio, visibleAt, expiresAt, expiry, dedup any
 	if o.priority != nil {
 		prio = int16(*o.priority)
 	}
 	if o.visibleAt != nil {
 		visibleAt = *o.visibleAt
 	}
+	if o.expiresAt != nil {
+		expiresAt = *o.expiresAt
+	}
+	if o.expiry > 0 {
+		expiry = o.expiry.Microseconds()
+	}
 	if o.dedupKey != nil {
 		dedup = *o.dedupKey
 	}
-	args := []any{queue, string(body), string(headers), prio, o.delay.Microseconds(), visibleAt, dedup}
+	args := []any{queue, string(body), string(headers), prio, o.delay.Microseconds(), visibleAt, expiresAt, expiry, dedup}
 	var stmt string
 	switch {
 	case o.dedupKey == nil && notify:
-		stmt, args = c.q.Get(query.InsertMessagePlainNotify), append(args[:6], c.channel)
+		stmt, args = c.q.Get(query.InsertMessagePlainNotify), append(args[:8], c.channel)
 	case o.dedupKey == nil:
-		stmt, args = c.q.Get(query.InsertMessagePlain), args[:6]
+		stmt, args = c.q.Get(query.InsertMessagePlain), args[:8]
 	case notify:
 		stmt, args = c.q.Get(query.InsertMessageNotify), append(args, c.channel)
 	default:
@@ -272,6 +278,8 @@ type batchColumns struct {
 	priorities                []*int
 	delays                    []int64
 	visibleAts                []*time.Time
+	expiresAts                []*time.Time
+	expiries                  []*int64 // microseconds
 	dedupKeys                 []*string
 }
 
@@ -297,6 +305,13 @@ func (c *Client) encodeBatch(msgs []Outgoing) (*batchColumns, error) {
 		cols.priorities = append(cols.priorities, o.priority)
 		cols.delays = append(cols.delays, o.delay.Microseconds())
 		cols.visibleAts = append(cols.visibleAts, o.visibleAt)
+		cols.expiresAts = append(cols.expiresAts, o.expiresAt)
+		var expiry *int64
+		if o.expiry > 0 {
+			us := o.expiry.Microseconds()
+			expiry = &us
+		}
+		cols.expiries = append(cols.expiries, expiry)
 		cols.dedupKeys = append(cols.dedupKeys, o.dedupKey)
 	}
 	return cols, nil
@@ -323,7 +338,7 @@ func (c *Client) insertChunk(ctx context.Context, tx pgx.Tx, cols *batchColumns,
 	if !hasDedup {
 		rows, err := tx.Query(ctx, c.q.Get(query.InsertMessagesPlain),
 			cols.queues[start:end], cols.payloads[start:end], cols.headers[start:end], cols.priorities[start:end],
-			cols.delays[start:end], cols.visibleAts[start:end])
+			cols.delays[start:end], cols.visibleAts[start:end], cols.expiresAts[start:end], cols.expiries[start:end])
 		if err != nil {
 			return nil, err
 		}
@@ -337,7 +352,8 @@ func (c *Client) insertChunk(ctx context.Context, tx pgx.Tx, cols *batchColumns,
 	}
 	rows, err := tx.Query(ctx, c.q.Get(query.InsertMessages),
 		cols.queues[start:end], cols.payloads[start:end], cols.headers[start:end], cols.priorities[start:end],
-		cols.delays[start:end], cols.visibleAts[start:end], cols.dedupKeys[start:end])
+		cols.delays[start:end], cols.visibleAts[start:end], cols.dedupKeys[start:end],
+		cols.expiresAts[start:end], cols.expiries[start:end])
 	if err != nil {
 		return nil, err
 	}

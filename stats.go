@@ -32,6 +32,7 @@ type statsKey struct {
 
 type statsCounts struct {
 	handled, failed, retried, dead, leaseExpired int64
+	expired, dlqDeleted                          int64
 }
 
 type statsRecorder struct {
@@ -76,6 +77,12 @@ func (r *statsRecorder) record(e Event) {
 		} else {
 			field = func(s *statsCounts) { s.dead++ }
 		}
+	case EventExpired:
+		// An expired message is in the DLQ: dead-lettered too.
+		field = func(s *statsCounts) { s.expired++; s.dead++ }
+	case EventDLQDeleted:
+		n := int64(e.Count)
+		field = func(s *statsCounts) { s.dlqDeleted += n }
 	default:
 		return
 	}
@@ -141,6 +148,8 @@ func (r *statsRecorder) putBack(m map[statsKey]*statsCounts) {
 		s.retried += v.retried
 		s.dead += v.dead
 		s.leaseExpired += v.leaseExpired
+		s.expired += v.expired
+		s.dlqDeleted += v.dlqDeleted
 	}
 }
 
@@ -152,6 +161,7 @@ func (r *statsRecorder) flush(ctx context.Context) error {
 		n := len(m)
 		queues, buckets := make([]string, 0, n), make([]time.Time, 0, n)
 		handled, failed, retried, dead, lease := make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
+		expired, dlqDeleted := make([]int64, 0, n), make([]int64, 0, n)
 		for k, v := range m {
 			queues = append(queues, k.queue)
 			buckets = append(buckets, time.Unix(k.bucket, 0))
@@ -160,8 +170,11 @@ func (r *statsRecorder) flush(ctx context.Context) error {
 			retried = append(retried, v.retried)
 			dead = append(dead, v.dead)
 			lease = append(lease, v.leaseExpired)
+			expired = append(expired, v.expired)
+			dlqDeleted = append(dlqDeleted, v.dlqDeleted)
 		}
-		if _, err := r.c.pool.Exec(ctx, r.c.q.Get(query.AddQueueStats), queues, buckets, handled, failed, retried, dead, lease); err != nil {
+		if _, err := r.c.pool.Exec(ctx, r.c.q.Get(query.AddQueueStats), queues, buckets, handled, failed, retried, dead, lease,
+			expired, dlqDeleted); err != nil {
 			r.putBack(m)
 			return err
 		}

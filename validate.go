@@ -67,6 +67,8 @@ type publishOptions struct {
 	delay     time.Duration
 	visibleAt *time.Time
 	dedupKey  *string
+	expiry    time.Duration // 0: not set
+	expiresAt *time.Time
 	headers   map[string]string
 	err       error
 }
@@ -113,6 +115,36 @@ func WithVisibleAt(t time.Time) PublishOption {
 			return
 		}
 		o.visibleAt = &t
+	}
+}
+
+// WithExpiry gives the message an expiry: if no consumer has claimed it
+// within d of its becoming visible (publish time, or the end of its delay),
+// it is moved to the dead-letter queue with reason "expired" instead of being
+// delivered late. It overrides the queue's default (QueueConfig.Expiry). A
+// delivery that started before the expiry is not interrupted, but no retry
+// starts after it: a message whose retry would begin at or after its expiry
+// is dead-lettered, reason "expired", with its last error kept.
+func WithExpiry(d time.Duration) PublishOption {
+	return func(o *publishOptions) {
+		if d <= 0 {
+			o.fail(inputErr(ErrInvalidOption, "expiry", d.String(), "must be positive"))
+			return
+		}
+		o.expiry, o.expiresAt = d, nil
+	}
+}
+
+// WithExpiresAt is WithExpiry with an absolute time, compared with the
+// database clock. A time already past dead-letters the message at once
+// (reason "expired"); one at or before a WithVisibleAt time is an error.
+func WithExpiresAt(t time.Time) PublishOption {
+	return func(o *publishOptions) {
+		if t.IsZero() {
+			o.fail(inputErr(ErrInvalidOption, "expires_at", "", "is the zero time"))
+			return
+		}
+		o.expiresAt, o.expiry = &t, 0
 	}
 }
 
@@ -176,6 +208,10 @@ func buildOptions(opts []PublishOption) (publishOptions, []byte, error) {
 	o := applyOptions(opts)
 	if o.err != nil {
 		return o, nil, o.err
+	}
+	if o.expiresAt != nil && o.visibleAt != nil && !o.expiresAt.After(*o.visibleAt) {
+		return o, nil, inputErr(ErrInvalidOption, "expires_at", o.expiresAt.Format(time.RFC3339Nano),
+			"is not after visible_at %s: the message could never be delivered", o.visibleAt.Format(time.RFC3339Nano))
 	}
 	headers := []byte("{}")
 	if len(o.headers) > 0 {

@@ -48,16 +48,20 @@ LIMIT $2;
 
 -- name: AddQueueStats
 -- Adds one client's counters. Parallel arrays: $1 queue, $2 bucket (minute
--- start), $3 handled, $4 failed, $5 retried, $6 dead_lettered, $7 lease_expired.
+-- start), $3 handled, $4 failed, $5 retried, $6 dead_lettered, $7
+-- lease_expired, $8 expired, $9 dlq_deleted.
 INSERT INTO {{schema}}.pgflow_queue_stats AS s
-    (queue_name, bucket, handled, failed, retried, dead_lettered, lease_expired)
-SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
+    (queue_name, bucket, handled, failed, retried, dead_lettered, lease_expired, expired, dlq_deleted)
+SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[],
+                     $8::bigint[], $9::bigint[])
 ON CONFLICT (queue_name, bucket) DO UPDATE SET
     handled = s.handled + EXCLUDED.handled,
     failed = s.failed + EXCLUDED.failed,
     retried = s.retried + EXCLUDED.retried,
     dead_lettered = s.dead_lettered + EXCLUDED.dead_lettered,
-    lease_expired = s.lease_expired + EXCLUDED.lease_expired;
+    lease_expired = s.lease_expired + EXCLUDED.lease_expired,
+    expired = s.expired + EXCLUDED.expired,
+    dlq_deleted = s.dlq_deleted + EXCLUDED.dlq_deleted;
 
 -- name: PruneQueueStats
 -- Drops buckets older than $1 seconds.
@@ -143,9 +147,15 @@ WITH pend AS (
            sum(s.handled)       FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '5 minutes') AS handled_5m,
            sum(s.failed)        FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '5 minutes') AS failed_5m,
            sum(s.dead_lettered) FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '5 minutes') AS dead_5m,
+           sum(s.expired)       FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '1 minute')  AS expired_1m,
+           sum(s.dlq_deleted)   FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '1 minute')  AS dlq_deleted_1m,
+           sum(s.expired)       FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '5 minutes') AS expired_5m,
+           sum(s.dlq_deleted)   FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '5 minutes') AS dlq_deleted_5m,
            sum(s.handled)  AS handled_1h,
            sum(s.failed)   AS failed_1h,
-           sum(s.dead_lettered) AS dead_1h
+           sum(s.dead_lettered) AS dead_1h,
+           sum(s.expired) AS expired_1h,
+           sum(s.dlq_deleted) AS dlq_deleted_1h
     FROM {{schema}}.pgflow_queue_stats s
     WHERE ($1::text IS NULL OR s.queue_name = $1)
       AND s.bucket >= date_trunc('minute', now()) - interval '1 hour'
@@ -158,7 +168,11 @@ SELECT q.queue_name, q.paused, q.max_retries,
        coalesce(w.handled_1m, 0)::bigint, coalesce(w.failed_1m, 0)::bigint, coalesce(w.dead_1m, 0)::bigint,
        coalesce(w.handled_5m, 0)::bigint, coalesce(w.failed_5m, 0)::bigint, coalesce(w.dead_5m, 0)::bigint,
        coalesce(w.handled_1h, 0)::bigint, coalesce(w.failed_1h, 0)::bigint, coalesce(w.dead_1h, 0)::bigint,
-       now()
+       now(),
+       q.dlq_retention_ms, q.expiry_ms,
+       coalesce(w.expired_1m, 0)::bigint, coalesce(w.dlq_deleted_1m, 0)::bigint,
+       coalesce(w.expired_5m, 0)::bigint, coalesce(w.dlq_deleted_5m, 0)::bigint,
+       coalesce(w.expired_1h, 0)::bigint, coalesce(w.dlq_deleted_1h, 0)::bigint
 FROM {{schema}}.pgflow_queues q
 LEFT JOIN pend p ON p.queue_name = q.queue_name
 LEFT JOIN retrying r ON r.queue_name = q.queue_name

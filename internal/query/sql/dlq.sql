@@ -9,7 +9,7 @@
 -- pgflow_dlq_queue_created_idx with a queue, pgflow_dlq_created_idx without
 -- (both also serve the time range); other filters apply during the walk.
 SELECT d.id, d.message_id, d.queue_name, d.payload, d.headers, d.priority, d.dedup_key,
-       d.error, d.errors, d.retry_count, d.attempts, d.message_created_at, d.created_at
+       d.error, d.errors, d.retry_count, d.attempts, d.message_created_at, d.created_at, d.reason
 FROM {{schema}}.pgflow_dlq d
 WHERE ($1::bigint[] IS NULL OR d.id = ANY($1::bigint[]))
   AND ($2::text IS NULL OR d.queue_name = $2)
@@ -23,7 +23,7 @@ LIMIT $7;
 
 -- name: GetDLQ
 SELECT d.id, d.message_id, d.queue_name, d.payload, d.headers, d.priority, d.dedup_key,
-       d.error, d.errors, d.retry_count, d.attempts, d.message_created_at, d.created_at
+       d.error, d.errors, d.retry_count, d.attempts, d.message_created_at, d.created_at, d.reason
 FROM {{schema}}.pgflow_dlq d
 WHERE d.id = $1;
 

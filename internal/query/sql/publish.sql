@@ -3,14 +3,19 @@
 -- name: InsertMessage
 -- One message. $1 queue, $2 payload (JSON text), $3 headers (JSON text),
 -- $4 priority (NULL: the queue's), $5 delay in microseconds, $6 absolute
--- visible_at (wins over $5 when not NULL), $7 dedup key (may be NULL).
+-- visible_at (wins over $5 when not NULL), $7 absolute expires_at (NULL:
+-- none of its own), $8 expiry in microseconds after visible_at (NULL: the
+-- queue's expiry_ms, if not 0), $9 dedup key (may be NULL).
+-- The queue row is read once, by a join, for both of its defaults.
 -- Returns nothing when the dedup key is taken.
-INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at, dedup_key)
-VALUES (
-    $1, $2::text::jsonb, $3::text::jsonb,
-    coalesce($4::smallint, (SELECT q.priority FROM {{schema}}.pgflow_queues q WHERE q.queue_name = $1), 0),
-    coalesce($6::timestamptz, now() + $5::bigint * interval '1 microsecond'),
-    $7::text)
+INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at, expires_at, dedup_key)
+SELECT $1, $2::text::jsonb, $3::text::jsonb,
+       coalesce($4::smallint, q.priority, 0),
+       v.at,
+       coalesce($7::timestamptz, v.at + coalesce($8::bigint * interval '1 microsecond', nullif(q.expiry_ms, 0) * interval '1 millisecond')),
+       $9::text
+FROM (SELECT coalesce($6::timestamptz, now() + $5::bigint * interval '1 microsecond') AS at) v
+LEFT JOIN {{schema}}.pgflow_queues q ON q.queue_name = $1
 ON CONFLICT (queue_name, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
 RETURNING id;
 
@@ -18,42 +23,48 @@ RETURNING id;
 -- InsertMessage for a message without a dedup key: no ON CONFLICT clause,
 -- so PostgreSQL takes its plain insert path instead of a speculative
 -- insertion (which costs an extra WAL record per row). InsertMessage's
--- parameters $1 to $6.
-INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at)
-VALUES (
-    $1, $2::text::jsonb, $3::text::jsonb,
-    coalesce($4::smallint, (SELECT q.priority FROM {{schema}}.pgflow_queues q WHERE q.queue_name = $1), 0),
-    coalesce($6::timestamptz, now() + $5::bigint * interval '1 microsecond'))
+-- parameters $1 to $8.
+INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at, expires_at)
+SELECT $1, $2::text::jsonb, $3::text::jsonb,
+       coalesce($4::smallint, q.priority, 0),
+       v.at,
+       coalesce($7::timestamptz, v.at + coalesce($8::bigint * interval '1 microsecond', nullif(q.expiry_ms, 0) * interval '1 millisecond'))
+FROM (SELECT coalesce($6::timestamptz, now() + $5::bigint * interval '1 microsecond') AS at) v
+LEFT JOIN {{schema}}.pgflow_queues q ON q.queue_name = $1
 RETURNING id;
 
 -- name: InsertMessagePlainNotify
--- InsertMessagePlain plus a NOTIFY on channel $7, delivered at commit: a
+-- InsertMessagePlain plus a NOTIFY on channel $9, delivered at commit: a
 -- Publish carries the debounced notification itself when one is due
 -- (notify.Sender.TakeInline), saving the sender a transaction of its own.
 WITH ins AS (
-    INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at)
-    VALUES (
-        $1, $2::text::jsonb, $3::text::jsonb,
-        coalesce($4::smallint, (SELECT q.priority FROM {{schema}}.pgflow_queues q WHERE q.queue_name = $1), 0),
-        coalesce($6::timestamptz, now() + $5::bigint * interval '1 microsecond'))
+    INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at, expires_at)
+    SELECT $1, $2::text::jsonb, $3::text::jsonb,
+           coalesce($4::smallint, q.priority, 0),
+           v.at,
+           coalesce($7::timestamptz, v.at + coalesce($8::bigint * interval '1 microsecond', nullif(q.expiry_ms, 0) * interval '1 millisecond'))
+    FROM (SELECT coalesce($6::timestamptz, now() + $5::bigint * interval '1 microsecond') AS at) v
+    LEFT JOIN {{schema}}.pgflow_queues q ON q.queue_name = $1
     RETURNING id
 )
-SELECT ins.id FROM ins, pg_notify($7, $1) AS n;
+SELECT ins.id FROM ins, pg_notify($9, $1) AS n;
 
 -- name: InsertMessageNotify
--- InsertMessage plus a NOTIFY on channel $8 that is delivered when the
+-- InsertMessage plus a NOTIFY on channel $10 that is delivered when the
 -- caller's transaction commits (used by PublishTx).
 WITH ins AS (
-    INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at, dedup_key)
-    VALUES (
-        $1, $2::text::jsonb, $3::text::jsonb,
-        coalesce($4::smallint, (SELECT q.priority FROM {{schema}}.pgflow_queues q WHERE q.queue_name = $1), 0),
-        coalesce($6::timestamptz, now() + $5::bigint * interval '1 microsecond'),
-        $7::text)
+    INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at, expires_at, dedup_key)
+    SELECT $1, $2::text::jsonb, $3::text::jsonb,
+           coalesce($4::smallint, q.priority, 0),
+           v.at,
+           coalesce($7::timestamptz, v.at + coalesce($8::bigint * interval '1 microsecond', nullif(q.expiry_ms, 0) * interval '1 millisecond')),
+           $9::text
+    FROM (SELECT coalesce($6::timestamptz, now() + $5::bigint * interval '1 microsecond') AS at) v
+    LEFT JOIN {{schema}}.pgflow_queues q ON q.queue_name = $1
     ON CONFLICT (queue_name, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
     RETURNING id
 )
-SELECT ins.id FROM ins, pg_notify($8, $1) AS n;
+SELECT ins.id FROM ins, pg_notify($10, $1) AS n;
 
 -- name: FindByDedupKey
 SELECT id FROM {{schema}}.pgflow_messages WHERE queue_name = $1 AND dedup_key = $2;
@@ -65,19 +76,23 @@ SELECT id FROM {{schema}}.pgflow_messages WHERE queue_name = $1 AND dedup_key = 
 -- Parallel arrays, one element per message; a NULL priority means the
 -- queue's default, a NULL visible_at means now + delay_us. Ids are assigned
 -- in input order, so the caller sorts the returned ids to map them back.
-INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at)
+-- $7 expires_at and $8 expiry_us are InsertMessage's $7 and $8, per message.
+INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at, expires_at)
 SELECT i.queue_name, i.payload::jsonb, i.headers::jsonb,
        coalesce(i.priority, q.priority, 0),
-       coalesce(i.visible_at, now() + i.delay_us * interval '1 microsecond')
-FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::timestamptz[])
-     WITH ORDINALITY AS i(queue_name, payload, headers, priority, delay_us, visible_at, ord)
+       v.at,
+       coalesce(i.expires_at, v.at + coalesce(i.expiry_us * interval '1 microsecond', nullif(q.expiry_ms, 0) * interval '1 millisecond'))
+FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::timestamptz[], $7::timestamptz[], $8::bigint[])
+     WITH ORDINALITY AS i(queue_name, payload, headers, priority, delay_us, visible_at, expires_at, expiry_us, ord)
+CROSS JOIN LATERAL (SELECT coalesce(i.visible_at, now() + i.delay_us * interval '1 microsecond') AS at) v
 LEFT JOIN {{schema}}.pgflow_queues q ON q.queue_name = i.queue_name
 ORDER BY i.ord
 RETURNING id;
 
 -- name: InsertMessages
 -- Many messages in one statement, as InsertMessagesPlain plus $7 dedup
--- keys (NULL for none).
+-- keys (NULL for none); $8 expires_at and $9 expiry_us as InsertMessagesPlain's
+-- $7 and $8.
 -- Ids are drawn from the sequence up front so each input row knows its id;
 -- rows whose dedup key is taken get the id of the message holding the key.
 -- Returns one row per input, in input order; id is NULL only when the key's
@@ -85,13 +100,16 @@ RETURNING id;
 WITH input AS (
     SELECT nextval('{{schema}}.pgflow_messages_id_seq') AS id, i.queue_name, i.payload, i.headers,
            i.priority, coalesce(i.visible_at, now() + i.delay_us * interval '1 microsecond') AS visible_at,
-           i.dedup_key, i.ord
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::timestamptz[], $7::text[])
-         WITH ORDINALITY AS i(queue_name, payload, headers, priority, delay_us, visible_at, dedup_key, ord)
+           i.expires_at, i.expiry_us, i.dedup_key, i.ord
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::timestamptz[], $7::text[],
+                $8::timestamptz[], $9::bigint[])
+         WITH ORDINALITY AS i(queue_name, payload, headers, priority, delay_us, visible_at, dedup_key, expires_at, expiry_us, ord)
 ), ins AS (
-    INSERT INTO {{schema}}.pgflow_messages (id, queue_name, payload, headers, priority, visible_at, dedup_key)
+    INSERT INTO {{schema}}.pgflow_messages (id, queue_name, payload, headers, priority, visible_at, expires_at, dedup_key)
     SELECT i.id, i.queue_name, i.payload::jsonb, i.headers::jsonb,
-           coalesce(i.priority, q.priority, 0), i.visible_at, i.dedup_key
+           coalesce(i.priority, q.priority, 0), i.visible_at,
+           coalesce(i.expires_at, i.visible_at + coalesce(i.expiry_us * interval '1 microsecond', nullif(q.expiry_ms, 0) * interval '1 millisecond')),
+           i.dedup_key
     FROM input i
     LEFT JOIN {{schema}}.pgflow_queues q ON q.queue_name = i.queue_name
     ORDER BY i.ord

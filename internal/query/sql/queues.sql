@@ -12,37 +12,41 @@ RETURNING queue_name;
 
 -- name: UpdateQueue
 -- Applies a declaration to an existing queue: $2 max_retries, $3
--- retry_delay_ms, $4 max_retry_delay_ms, $5 lease_ms, $6 priority, each NULL
--- when the declaration leaves it unset (the stored value stays). Returns the
--- old and the new values, or no row when nothing changes. The subquery locks
--- the row first, so the old values are the ones this update replaces even
--- when declarations race.
+-- retry_delay_ms, $4 max_retry_delay_ms, $5 lease_ms, $6 priority, $7
+-- dlq_retention_ms, $8 expiry_ms, each NULL when the declaration leaves it
+-- unset (the stored value stays). Returns the old and the new values, or no
+-- row when nothing changes. The subquery locks the row first, so the old
+-- values are the ones this update replaces even when declarations race.
 UPDATE {{schema}}.pgflow_queues AS q SET
     max_retries = coalesce($2, o.max_retries),
     retry_delay_ms = coalesce($3, o.retry_delay_ms),
     max_retry_delay_ms = coalesce($4, o.max_retry_delay_ms),
     lease_ms = coalesce($5, o.lease_ms),
     priority = coalesce($6, o.priority),
+    dlq_retention_ms = coalesce($7, o.dlq_retention_ms),
+    expiry_ms = coalesce($8, o.expiry_ms),
     updated_at = now()
-FROM (SELECT queue_name, max_retries, retry_delay_ms, max_retry_delay_ms, lease_ms, priority
+FROM (SELECT queue_name, max_retries, retry_delay_ms, max_retry_delay_ms, lease_ms, priority, dlq_retention_ms, expiry_ms
       FROM {{schema}}.pgflow_queues
       WHERE queue_name = $1
       FOR UPDATE) AS o
 WHERE q.queue_name = o.queue_name
-  AND (o.max_retries, o.retry_delay_ms, o.max_retry_delay_ms, o.lease_ms, o.priority)
+  AND (o.max_retries, o.retry_delay_ms, o.max_retry_delay_ms, o.lease_ms, o.priority, o.dlq_retention_ms, o.expiry_ms)
       IS DISTINCT FROM
       (coalesce($2, o.max_retries), coalesce($3, o.retry_delay_ms), coalesce($4, o.max_retry_delay_ms),
-       coalesce($5, o.lease_ms), coalesce($6, o.priority))
-RETURNING o.max_retries, o.retry_delay_ms, o.max_retry_delay_ms, o.lease_ms, o.priority,
-          q.max_retries, q.retry_delay_ms, q.max_retry_delay_ms, q.lease_ms, q.priority;
+       coalesce($5, o.lease_ms), coalesce($6, o.priority), coalesce($7, o.dlq_retention_ms), coalesce($8, o.expiry_ms))
+RETURNING o.max_retries, o.retry_delay_ms, o.max_retry_delay_ms, o.lease_ms, o.priority, o.dlq_retention_ms, o.expiry_ms,
+          q.max_retries, q.retry_delay_ms, q.max_retry_delay_ms, q.lease_ms, q.priority, q.dlq_retention_ms, q.expiry_ms;
 
 -- name: GetQueue
-SELECT queue_name, max_retries, retry_delay_ms, max_retry_delay_ms, lease_ms, priority, paused, created_at, updated_at
+SELECT queue_name, max_retries, retry_delay_ms, max_retry_delay_ms, lease_ms, priority, paused, created_at, updated_at,
+       dlq_retention_ms, expiry_ms
 FROM {{schema}}.pgflow_queues
 WHERE queue_name = $1;
 
 -- name: ListQueueDefinitions
-SELECT queue_name, max_retries, retry_delay_ms, max_retry_delay_ms, lease_ms, priority, paused, created_at, updated_at
+SELECT queue_name, max_retries, retry_delay_ms, max_retry_delay_ms, lease_ms, priority, paused, created_at, updated_at,
+       dlq_retention_ms, expiry_ms
 FROM {{schema}}.pgflow_queues
 ORDER BY queue_name;
 
