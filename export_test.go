@@ -14,3 +14,6 @@ func SetTestHooks(c *Client, idle func(queue string, wakePending bool), listenin
 
 // MessageToken is a delivery's claim token.
 func MessageToken(m *Message) int64 { return m.token }
+
+// MaintenanceKey is the advisory lock key of c's maintenance task.
+func MaintenanceKey(c *Client) int64 { return c.maintenanceKey }
