@@ -28,6 +28,7 @@ type dlqView struct {
 	Priority         int                   `json:"priority"`
 	DedupKey         string                `json:"dedup_key,omitempty"`
 	Error            string                `json:"error"`
+	Reason           string                `json:"reason"` // failed or expired
 	Errors           []pgflow.AttemptError `json:"errors"`
 	RetryCount       int                   `json:"retry_count"`
 	Attempts         int                   `json:"attempts"`
@@ -40,7 +41,7 @@ type dlqView struct {
 func newDLQView(m pgflow.DLQMessage) dlqView {
 	return dlqView{
 		ID: m.ID, MessageID: m.MessageID, Queue: m.Queue, Priority: m.Priority, DedupKey: m.DedupKey,
-		Error: m.Error, Errors: m.Errors, RetryCount: m.RetryCount, Attempts: m.Attempts,
+		Error: m.Error, Reason: m.Reason, Errors: m.Errors, RetryCount: m.RetryCount, Attempts: m.Attempts,
 		MessageCreatedAt: m.MessageCreatedAt.UTC().Format(jsonTime), DeadLetteredAt: m.DeadLetteredAt.UTC().Format(jsonTime),
 		Payload: m.Payload, Headers: m.Headers,
 	}

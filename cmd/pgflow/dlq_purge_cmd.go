@@ -10,23 +10,44 @@ import (
 
 var dlqPurgeFlags struct {
 	filterFlags
-	yes bool
+	yes       bool
+	olderThan string
 }
 
 var dlqPurgeCmd = &cobra.Command{
-	Use:   "purge (ID… | --queue QUEUE | --all)",
+	Use:   "purge (ID… | --queue QUEUE | --all | --older-than AGE)",
 	Short: "Delete dead-lettered messages for good",
 	Long: `Delete dead-lettered messages: the given ids, a queue's messages, or all,
-optionally narrowed with --error, --since, --until and --priority. Prints
-how many were deleted, per queue.
+optionally narrowed with --error, --since, --until and --priority; or every
+message dead-lettered longer ago than --older-than (7d, 36h; by this
+machine's clock), of every queue or of --queue. Prints how many were
+deleted, per queue. To do this continuously, set the queue's dlq_retention.
 
 Asks for confirmation on a terminal and needs --yes otherwise. Exit codes:
 0 done, 3 some ids were not in the DLQ, 4 not confirmed.`,
 	Example: `  pgflow dlq purge 42
   pgflow dlq purge --queue patterns_for_aggregator_queue --until 2026-01-01
-  pgflow dlq purge --all --yes`,
+  pgflow dlq purge --all --yes
+  pgflow dlq purge --older-than 7d --yes`,
 	RunE: func(cmd *cobra.Command, args []string) error {
-		f, err := dlqSelection(args, &dlqPurgeFlags.filterFlags)
+		ff := &dlqPurgeFlags.filterFlags
+		if dlqPurgeFlags.olderThan != "" {
+			if ff.until != "" {
+				return usagef("give --older-than or --until, not both")
+			}
+			d, err := parseDuration(dlqPurgeFlags.olderThan)
+			if err != nil || d <= 0 {
+				return usagef("--older-than %q: want a positive duration such as 7d or 36h", dlqPurgeFlags.olderThan)
+			}
+			if len(args) > 0 {
+				return usagef("give message ids or --older-than, not both")
+			}
+			ff.until = d.String()
+			if ff.queue == "" {
+				ff.all = true // every queue's old dead letters; --until narrows it
+			}
+		}
+		f, err := dlqSelection(args, ff)
 		if err != nil {
 			return err
 		}
@@ -66,5 +87,6 @@ Asks for confirmation on a terminal and needs --yes otherwise. Exit codes:
 func init() {
 	dlqPurgeFlags.register(dlqPurgeCmd, true, true)
 	dlqPurgeCmd.Flags().BoolVarP(&dlqPurgeFlags.yes, "yes", "y", false, "do not ask for confirmation")
+	dlqPurgeCmd.Flags().StringVar(&dlqPurgeFlags.olderThan, "older-than", "", "select messages dead-lettered longer ago than this (7d, 36h)")
 	dlqCmd.AddCommand(dlqPurgeCmd)
 }

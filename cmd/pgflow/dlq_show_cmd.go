@@ -49,6 +49,7 @@ Exits with 3 when the id is not in the dead-letter queue.`,
 				{"dedup key", dedup},
 				{"published at", fmtTime(m.MessageCreatedAt)},
 				{"dead-lettered at", fmtTime(m.DeadLetteredAt)},
+				{"reason", m.Reason},
 				{"attempts", fmt.Sprintf("%d (%d failed)", m.Attempts, m.RetryCount)},
 				{"last error", m.Error},
 			} {

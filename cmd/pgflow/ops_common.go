@@ -134,7 +134,7 @@ func parseWhen(flag, v string) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, nil
 	}
-	if d, err := time.ParseDuration(v); err == nil {
+	if d, err := parseDuration(v); err == nil {
 		return time.Now().Add(-d), nil
 	}
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02"} {
@@ -143,6 +143,39 @@ func parseWhen(flag, v string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, usagef("--%s %q: want an RFC 3339 time, a date or a duration ago such as 2h", flag, v)
+}
+
+// parseDuration is time.ParseDuration plus a leading whole number of days:
+// "7d", "1d12h", "36h".
+func parseDuration(v string) (time.Duration, error) {
+	days, rest, ok := strings.Cut(v, "d")
+	if !ok {
+		return time.ParseDuration(v)
+	}
+	n, err := strconv.Atoi(days)
+	if err != nil || n < 0 || n > 100*365 {
+		return 0, fmt.Errorf("bad number of days in %q", v)
+	}
+	d := time.Duration(n) * 24 * time.Hour
+	if rest != "" {
+		r, err := time.ParseDuration(rest)
+		if err != nil || r < 0 {
+			return 0, fmt.Errorf("bad duration %q", v)
+		}
+		d += r
+	}
+	return d, nil
+}
+
+// fmtLifetime shows a retention or expiry setting, "-" when off.
+func fmtLifetime(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	if d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
 }
 
 // parseIDs reads message ids from arguments.

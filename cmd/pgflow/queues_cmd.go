@@ -14,7 +14,8 @@ var queuesCmd = &cobra.Command{
 	Long: `List every queue: whether it is paused, how many messages are ready,
 delayed, retrying (backing off after a failure) and in flight, how many are
 in the dead-letter queue, how long the oldest ready message has waited, and
-the queue's retry settings.`,
+the queue's retry settings, its message expiry and its dead-letter retention
+("-": off).`,
 	Example: `  pgflow queues
   pgflow queues --json | jq '.[] | select(.dead_lettered > 100)'`,
 	Args: usageArgs(cobra.NoArgs),
@@ -33,11 +34,13 @@ the queue's retry settings.`,
 			if globals.json {
 				return printJSON(out, queueViews(stats, byName))
 			}
-			t := newTable(out, "QUEUE", "PAUSED", "READY", "DELAYED", "RETRYING", "IN FLIGHT", "DLQ", "OLDEST READY", "MAX RETRIES", "RETRY DELAY", "LEASE")
+			t := newTable(out, "QUEUE", "PAUSED", "READY", "DELAYED", "RETRYING", "IN FLIGHT", "DLQ", "OLDEST READY", "MAX RETRIES", "RETRY DELAY", "LEASE",
+				"EXPIRY", "DLQ RETENTION")
 			for _, s := range stats {
 				d := byName[s.Queue]
 				t.row(s.Queue, yesNo(s.Paused), itoa(s.Pending), itoa(s.Delayed), itoa(s.Retrying), itoa(s.InFlight),
-					itoa(s.DeadLettered), fmtAge(s.OldestReadyAge), itoa(int64(d.MaxRetries)), d.RetryDelay.String(), d.LeaseTimeout.String())
+					itoa(s.DeadLettered), fmtAge(s.OldestReadyAge), itoa(int64(d.MaxRetries)), d.RetryDelay.String(), d.LeaseTimeout.String(),
+					fmtLifetime(d.Expiry), fmtLifetime(d.DLQRetention))
 			}
 			return t.flush()
 		})
@@ -61,6 +64,8 @@ type queueView struct {
 	MaxRetryDelayMS    int64        `json:"max_retry_delay_ms,omitempty"`
 	LeaseMS            int64        `json:"lease_ms,omitempty"`
 	Priority           int          `json:"priority"`
+	ExpiryMS           int64        `json:"expiry_ms"`        // 0: off
+	DLQRetentionMS     int64        `json:"dlq_retention_ms"` // 0: off
 	Windows            []windowView `json:"windows"`
 }
 
@@ -70,6 +75,8 @@ type windowView struct {
 	Handled      int64  `json:"handled"`
 	Failed       int64  `json:"failed"`
 	DeadLettered int64  `json:"dead_lettered"`
+	Expired      int64  `json:"expired"`
+	DLQDeleted   int64  `json:"dlq_deleted"`
 }
 
 // queueDefinitions returns every queue's stored settings by name.
@@ -101,6 +108,7 @@ func newQueueView(s pgflow.QueueStats, d pgflow.QueueInfo) queueView {
 		Consumers: s.Consumers, MaxRetries: s.MaxRetries,
 		RetryDelayMS: d.RetryDelay.Milliseconds(), MaxRetryDelayMS: d.MaxRetryDelay.Milliseconds(),
 		LeaseMS: d.LeaseTimeout.Milliseconds(), Priority: d.Priority,
+		ExpiryMS: s.Expiry.Milliseconds(), DLQRetentionMS: s.DLQRetention.Milliseconds(),
 		Windows: []windowView{},
 	}
 	if !s.LastDeadLetteredAt.IsZero() {
@@ -109,7 +117,7 @@ func newQueueView(s pgflow.QueueStats, d pgflow.QueueInfo) queueView {
 	}
 	for _, w := range s.Windows {
 		v.Windows = append(v.Windows, windowView{Window: fmtWindow(w.Window), Seconds: int64(w.Window.Seconds()),
-			Handled: w.Handled, Failed: w.Failed, DeadLettered: w.DeadLettered})
+			Handled: w.Handled, Failed: w.Failed, DeadLettered: w.DeadLettered, Expired: w.Expired, DLQDeleted: w.DLQDeleted})
 	}
 	return v
 }

@@ -24,7 +24,10 @@ in flight  leased by a consumer right now
 dlq        dead-lettered messages of the queue
 oldest     how long the oldest ready message has waited to be claimed
 handled / failed / dead-lettered in the last 1 min, 5 min and 1 h, from
-the counters every client writes every 5 s (minute buckets)
+the counters every client writes every 5 s (minute buckets); expired
+(moved to the DLQ unclaimed at their expiry, also counted as dead-lettered)
+and dlq deleted (dead letters past the queue's retention) likewise
+expiry / dlq retention  the queue's settings ("-": off)
 consumers  consumer ids holding leases on the queue now`,
 	Example: `  pgflow stats
   pgflow stats proposals_for_consensus_queue
@@ -60,12 +63,14 @@ consumers  consumer ids holding leases on the queue now`,
 				return printJSON(out, queueViews(all, byName))
 			}
 			t := newTable(out, "QUEUE", "READY", "IN FLIGHT", "DLQ", "OLDEST READY",
-				"HANDLED 1m/5m/1h", "FAILED 1m/5m/1h", "DEAD 1m/5m/1h", "CONSUMERS")
+				"HANDLED 1m/5m/1h", "FAILED 1m/5m/1h", "DEAD 1m/5m/1h", "EXPIRED 1m/5m/1h", "EXPIRY", "DLQ RETENTION", "CONSUMERS")
 			for _, s := range all {
 				t.row(s.Queue, itoa(s.Pending), itoa(s.InFlight), itoa(s.DeadLettered), fmtAge(s.OldestReadyAge),
 					windows(s, func(w pgflow.StatsWindow) int64 { return w.Handled }),
 					windows(s, func(w pgflow.StatsWindow) int64 { return w.Failed }),
 					windows(s, func(w pgflow.StatsWindow) int64 { return w.DeadLettered }),
+					windows(s, func(w pgflow.StatsWindow) int64 { return w.Expired }),
+					fmtLifetime(s.Expiry), fmtLifetime(s.DLQRetention),
 					strconv.Itoa(len(s.Consumers)))
 			}
 			return t.flush()
@@ -91,6 +96,8 @@ func printQueueStats(w io.Writer, s pgflow.QueueStats, d pgflow.QueueInfo) error
 		{"consumers", consumers},
 		{"settings", fmt.Sprintf("max_retries=%d retry_delay=%v max_retry_delay=%v lease=%v priority=%d",
 			d.MaxRetries, d.RetryDelay, d.MaxRetryDelay, d.LeaseTimeout, d.Priority)},
+		{"expiry", fmtLifetime(d.Expiry)},
+		{"dlq retention", fmtLifetime(d.DLQRetention)},
 	}
 	t := newTable(w) // key: value lines, no header
 	for _, l := range lines {
@@ -100,9 +107,9 @@ func printQueueStats(w io.Writer, s pgflow.QueueStats, d pgflow.QueueInfo) error
 		return err
 	}
 	fmt.Fprintln(w)
-	wt := newTable(w, "WINDOW", "HANDLED", "FAILED", "DEAD-LETTERED")
+	wt := newTable(w, "WINDOW", "HANDLED", "FAILED", "DEAD-LETTERED", "EXPIRED", "DLQ DELETED")
 	for _, win := range s.Windows {
-		wt.row(fmtWindow(win.Window), itoa(win.Handled), itoa(win.Failed), itoa(win.DeadLettered))
+		wt.row(fmtWindow(win.Window), itoa(win.Handled), itoa(win.Failed), itoa(win.DeadLettered), itoa(win.Expired), itoa(win.DLQDeleted))
 	}
 	return wt.flush()
 }

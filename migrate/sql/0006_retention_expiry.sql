@@ -368,7 +368,8 @@ $$;
 -- back rows but not the sequences' state. Run it while no consumer of the
 -- restored database is running: a running consumer's leases would be
 -- released too (its deliveries would then be repeated, not lost). Returns
--- how many messages it released per queue.
+-- how many messages it released per queue. (A lease without a claim token,
+-- written before version 4, is left to the lease rescuer.)
 CREATE FUNCTION {{schema}}.pgflow_recover()
 RETURNS TABLE (queue_name text, released bigint)
 LANGUAGE plpgsql
