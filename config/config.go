@@ -58,6 +58,12 @@ type Consumer struct {
 	// Timeout bounds one handler call (timeout_ms); 0 when unset, which
 	// leaves the consumer's default.
 	Timeout time.Duration
+	// Expiry is the queue's default message expiry (expiry), nil when
+	// unset; 0 turns it off.
+	Expiry *time.Duration
+	// DLQRetention is how long the queue's dead letters are kept
+	// (dlq_retention), nil when unset; 0 keeps them until purged.
+	DLQRetention *time.Duration
 }
 
 // Handlers maps the names used in consumer entries' handler key to handlers.
@@ -388,12 +394,24 @@ func (l *loader) queue(name, path string, k, v *yaml.Node, d envDefaults, consum
 					c.Timeout = time.Duration(n) * time.Millisecond
 				}
 			}
+		case "expiry", "dlq_retention":
+			if !consumer {
+				l.add(p, kn.Line, "unknown key: %s is only for consumers", key)
+				return
+			}
+			if d, ok := l.lifetime(vn, p); ok {
+				if key == "expiry" {
+					c.Expiry = &d
+				} else {
+					c.DLQRetention = &d
+				}
+			}
 		case "handler_method":
 			l.add(p, kn.Line, "unknown key: pgflow names a handler with one key; register the method under a name and write handler: <name>")
 		default:
 			known := "queue_name, workers, max_retries, retry_delay_ms, priority"
 			if consumer {
-				known += ", handler, lease_timeout_ms, timeout_ms"
+				known += ", handler, lease_timeout_ms, timeout_ms, expiry, dlq_retention"
 			}
 			l.add(p, kn.Line, "unknown key (want %s)", known)
 		}
@@ -454,6 +472,54 @@ func (l *loader) integer(v *yaml.Node, path string) (int, bool) {
 		return 0, false
 	}
 	return n, true
+}
+
+// lifetime reads expiry and dlq_retention: a duration with a unit (90s,
+// 15m, 36h, 7d, 1d12h), or off (also 0). These span days, unlike the _ms
+// keys, so they take units.
+func (l *loader) lifetime(v *yaml.Node, path string) (time.Duration, bool) {
+	s, ok := l.scalar(v, path, "a duration")
+	if !ok {
+		return 0, false
+	}
+	t := strings.TrimSpace(s)
+	if t == "off" || t == "0" {
+		return 0, true
+	}
+	d, err := parseLifetime(t)
+	switch {
+	case err != nil:
+		l.add(path, v.Line, "want a duration such as 15m, 36h or 7d, or off; got %q%s", s, fromEnv(v.Value, s))
+		return 0, false
+	case d < time.Millisecond:
+		l.add(path, v.Line, "must be at least 1ms (or off), got %q", s)
+		return 0, false
+	case d > 10*365*24*time.Hour:
+		l.add(path, v.Line, "must be at most 10 years, got %q", s)
+		return 0, false
+	}
+	return d, true
+}
+
+// parseLifetime is time.ParseDuration plus a leading number of days.
+func parseLifetime(s string) (time.Duration, error) {
+	days, rest, ok := strings.Cut(s, "d")
+	if !ok {
+		return time.ParseDuration(s)
+	}
+	n, err := strconv.Atoi(days)
+	if err != nil || n < 0 || n > 10*366 {
+		return 0, fmt.Errorf("bad number of days in %q", s)
+	}
+	d := time.Duration(n) * 24 * time.Hour
+	if rest != "" {
+		r, err := time.ParseDuration(rest)
+		if err != nil || r < 0 {
+			return 0, fmt.Errorf("bad duration %q", s)
+		}
+		d += r
+	}
+	return d, nil
 }
 
 func (l *loader) priority(v *yaml.Node, path string) (int, bool) {

@@ -42,6 +42,8 @@ consumers:
     priority: normal
     lease_timeout_ms: 300000
     timeout_ms: 90000
+    expiry: 15m
+    dlq_retention: 7d
 `
 
 func TestParseValid(t *testing.T) {
@@ -64,7 +66,8 @@ func TestParseValid(t *testing.T) {
 	}
 	cc := c.ConsumerConfig(noop)
 	want := pgflow.QueueConfig{Name: "in_queue", MaxRetries: pgflow.Set(5), RetryDelay: pgflow.Set(250 * time.Millisecond),
-		LeaseTimeout: pgflow.Set(5 * time.Minute), Priority: pgflow.Set(normal)}
+		LeaseTimeout: pgflow.Set(5 * time.Minute), Priority: pgflow.Set(normal),
+		Expiry: pgflow.Set(15 * time.Minute), DLQRetention: pgflow.Set(7 * 24 * time.Hour)}
 	if cc.Queue != "in_queue" || cc.Workers != 3 || cc.Timeout != 90*time.Second || cc.Declare == nil || *cc.Declare != want {
 		t.Fatalf("consumer config %+v, declare %+v", cc, cc.Declare)
 	}
@@ -143,7 +146,15 @@ func TestProblems(t *testing.T) {
 		{"unknown entry key", head + "producers:\n  p:\n    queue_name: q\n    worker: 2\n", nil,
 			`f.yaml: line 5: producers.p.worker: unknown key (want queue_name, workers, max_retries, retry_delay_ms, priority)`},
 		{"unknown consumer key", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_a\n    lease_ms: 5\n", nil,
-			`f.yaml: line 6: consumers.c.lease_ms: unknown key (want queue_name, workers, max_retries, retry_delay_ms, priority, handler, lease_timeout_ms, timeout_ms)`},
+			`f.yaml: line 6: consumers.c.lease_ms: unknown key (want queue_name, workers, max_retries, retry_delay_ms, priority, handler, lease_timeout_ms, timeout_ms, expiry, dlq_retention)`},
+		{"expiry on a producer", head + "producers:\n  p:\n    queue_name: q\n    expiry: 5m\n", nil,
+			`f.yaml: line 5: producers.p.expiry: unknown key: expiry is only for consumers`},
+		{"retention without unit", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_a\n    dlq_retention: 604800000\n", nil,
+			`f.yaml: line 6: consumers.c.dlq_retention: want a duration such as 15m, 36h or 7d, or off; got "604800000"`},
+		{"expiry too short", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_a\n    expiry: 10us\n", nil,
+			`f.yaml: line 6: consumers.c.expiry: must be at least 1ms (or off), got "10us"`},
+		{"retention from bad env", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_a\n    dlq_retention: ${KEEP:-7d}\n", map[string]string{"KEEP": "a week"},
+			`f.yaml: line 6: consumers.c.dlq_retention: want a duration such as 15m, 36h or 7d, or off; got "a week" (from ${KEEP:-7d})`},
 		{"lease on a producer", head + "producers:\n  p:\n    queue_name: q\n    lease_timeout_ms: 1000\n", nil,
 			`f.yaml: line 5: producers.p.lease_timeout_ms: unknown key: lease_timeout_ms is only for consumers`},
 		{"timeout on a producer", head + "producers:\n  p:\n    queue_name: q\n    timeout_ms: 1000\n", nil,
@@ -299,5 +310,40 @@ func TestGuideFiles(t *testing.T) {
 		"patterns_for_aggregator_queue/1/handle_pattern_discovered"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("centralcloud:\n%s\nwant\n%s", strings.Join(got, " "), want)
+	}
+}
+
+func TestLifetimesOffAndUnset(t *testing.T) {
+	const file = `
+database_url: postgres://127.0.0.1/test
+consumers:
+  off:
+    queue_name: off_queue
+    handler: handle_a
+    expiry: off
+    dlq_retention: 0
+  unset:
+    queue_name: unset_queue
+    handler: handle_a
+  env:
+    queue_name: env_queue
+    handler: handle_a
+    dlq_retention: ${KEEP:-30d}
+    expiry: 1d12h
+`
+	cfg, err := config.Parse([]byte(file), "pgflow.yaml", config.Options{Handlers: handlers, LookupEnv: env(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := cfg.Consumers[0].ConsumerConfig(noop)
+	if off.Declare == nil || off.Declare.Expiry != pgflow.Set(time.Duration(0)) || off.Declare.DLQRetention != pgflow.Set(time.Duration(0)) {
+		t.Fatalf("off: declare %+v, want both set to 0", off.Declare)
+	}
+	if unset := cfg.Consumers[1].ConsumerConfig(noop); unset.Declare != nil {
+		t.Fatalf("unset: declare %+v, want none (stored values stay)", unset.Declare)
+	}
+	e := cfg.Consumers[2].ConsumerConfig(noop)
+	if e.Declare == nil || e.Declare.DLQRetention != pgflow.Set(30*24*time.Hour) || e.Declare.Expiry != pgflow.Set(36*time.Hour) {
+		t.Fatalf("env: declare %+v", e.Declare)
 	}
 }

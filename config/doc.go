@@ -48,6 +48,14 @@
 //	                   a heartbeat before it is delivered again (100-86400000)
 //	  timeout_ms       how long one handler call may run before its context
 //	                   is cancelled (1-86400000; unset: the consumer's default)
+//	  expiry           the queue's default message expiry: a message nobody
+//	                   claimed this long after it became visible goes to the
+//	                   DLQ (reason expired); a duration such as 15m, or off
+//	  dlq_retention    how long the queue's dead letters are kept before the
+//	                   maintenance task deletes them: 7d, 36h, or off
+//
+// expiry and dlq_retention take a unit (s, m, h, d) because they span days;
+// the _ms keys take integer milliseconds.
 //
 // # Defaults
 //
@@ -55,8 +63,9 @@
 // PGFLOW_RETRY_DELAY_MS when set. Otherwise a producer retries 3 times from
 // 1000 ms (DefaultMaxRetries, DefaultRetryDelayMs), and a consumer entry
 // leaves the setting alone: at Start it declares exactly the queue settings
-// it sets (max_retries, retry_delay_ms, lease_timeout_ms, priority), so a
-// queue keeps whatever else it has stored, and a new queue gets pgflow's
+// it sets (max_retries, retry_delay_ms, lease_timeout_ms, priority, expiry,
+// dlq_retention), so a queue keeps whatever else it has stored, and a new
+// queue gets pgflow's
 // defaults, the same as a queue created on first publish. Changing a stored
 // setting is logged as a warning with the old and new value. workers
 // defaults to 1.

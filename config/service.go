@@ -12,7 +12,8 @@ import (
 
 // ConsumerConfig turns a consumer entry into the client's consumer settings.
 // The queue is declared at Start with the settings the entry sets
-// (max_retries, retry_delay_ms, lease_timeout_ms, priority) and only those:
+// (max_retries, retry_delay_ms, lease_timeout_ms, priority, expiry,
+// dlq_retention) and only those:
 // a setting the entry leaves out keeps the queue's stored value, and a new
 // queue gets the defaults. An entry that sets none does not declare.
 func (c Consumer) ConsumerConfig(h pgflow.Handler) pgflow.ConsumerConfig {
@@ -29,6 +30,12 @@ func (c Consumer) ConsumerConfig(h pgflow.Handler) pgflow.ConsumerConfig {
 	}
 	if c.Priority != nil {
 		decl.Priority = pgflow.Set(*c.Priority)
+	}
+	if c.Expiry != nil {
+		decl.Expiry = pgflow.Set(*c.Expiry)
+	}
+	if c.DLQRetention != nil {
+		decl.DLQRetention = pgflow.Set(*c.DLQRetention)
 	}
 	if decl != (pgflow.QueueConfig{Name: c.QueueName}) {
 		cc.Declare = &decl

@@ -131,3 +131,19 @@ func TestFileDeclaredQueues(t *testing.T) {
 		t.Errorf("creating queues logged:\n%s", logs.String())
 	}
 }
+
+// A file's expiry and dlq_retention are declared on the queue at Start.
+func TestFileDeclaresLifetimes(t *testing.T) {
+	t.Parallel()
+	db := pgflowtest.New(t)
+	ctx := context.Background()
+	var logs lockedBuffer
+	c := startService(t, db, &logs, "consumers:\n  r:\n    queue_name: rollbacks\n    handler: handle_a\n    expiry: 15m\n    dlq_retention: 7d\n")
+	q, err := c.Queue(ctx, "rollbacks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Expiry != 15*time.Minute || q.DLQRetention != 7*24*time.Hour {
+		t.Fatalf("stored expiry %v, dlq retention %v; want 15m, 7d", q.Expiry, q.DLQRetention)
+	}
+}
