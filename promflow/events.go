@@ -50,7 +50,7 @@ var kinds = [...]pgflow.EventKind{
 	pgflow.EventPublished, pgflow.EventPublishFailed, pgflow.EventReceived,
 	pgflow.EventCompleted, pgflow.EventRetried, pgflow.EventDeadLettered,
 	pgflow.EventLeaseExpired, pgflow.EventRedriven, pgflow.EventPurged,
-	pgflow.EventHandlerStuck,
+	pgflow.EventHandlerStuck, pgflow.EventExpired, pgflow.EventDLQDeleted,
 }
 
 const numKinds = len(kinds)
@@ -67,6 +67,8 @@ const (
 	iRedriven
 	iPurged
 	iHandlerStuck
+	iExpired
+	iDLQDeleted
 )
 
 var kindHelp = map[pgflow.EventKind]string{
@@ -75,11 +77,13 @@ var kindHelp = map[pgflow.EventKind]string{
 	pgflow.EventReceived:      "Messages claimed by a consumer (deliveries, including redeliveries).",
 	pgflow.EventCompleted:     "Deliveries whose handler succeeded (the message was acknowledged).",
 	pgflow.EventRetried:       "Deliveries that failed and were scheduled for a retry.",
-	pgflow.EventDeadLettered:  "Messages moved to the dead-letter queue (handler failure or expired lease with no retries left).",
+	pgflow.EventDeadLettered:  "Messages moved to the dead-letter queue (handler failure or expired lease with no retries left, or expired unclaimed).",
 	pgflow.EventLeaseExpired:  "Deliveries whose lease ran out and that the rescuer took back.",
 	pgflow.EventRedriven:      "Dead-lettered messages sent back to their queue.",
 	pgflow.EventPurged:        "Dead-lettered messages deleted.",
 	pgflow.EventHandlerStuck:  "Handlers still running past their timeout and grace period; their leases are no longer extended.",
+	pgflow.EventExpired:       "Messages moved to the dead-letter queue (reason expired) because no consumer claimed them before their expiry; also counted in dead_lettered.",
+	pgflow.EventDLQDeleted:    "Dead-lettered messages deleted because they were older than their queue's dlq_retention.",
 }
 
 // NewEventCollector returns a collector with no series yet: a queue's series
@@ -178,6 +182,11 @@ func (ec *EventCollector) Observe(e pgflow.Event) {
 		qi.counters[iPurged].Add(float64(count(e)))
 	case pgflow.EventHandlerStuck:
 		qi.counters[iHandlerStuck].Inc()
+	case pgflow.EventExpired:
+		qi.counters[iExpired].Inc()
+		qi.counters[iDeadLettered].Inc()
+	case pgflow.EventDLQDeleted:
+		qi.counters[iDLQDeleted].Add(float64(count(e)))
 	}
 }
 

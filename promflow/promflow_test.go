@@ -258,6 +258,9 @@ func TestBatchEventsCountMessages(t *testing.T) {
 	ec.Observe(pgflow.Event{Kind: pgflow.EventRedriven, Queue: "q", Count: 5})
 	ec.Observe(pgflow.Event{Kind: pgflow.EventRedriven, Queue: "q"})
 	ec.Observe(pgflow.Event{Kind: pgflow.EventPurged, Queue: "q", Count: 7})
+	ec.Observe(pgflow.Event{Kind: pgflow.EventDLQDeleted, Queue: "q", Count: 500})
+	ec.Observe(pgflow.Event{Kind: pgflow.EventDLQDeleted, Queue: "q", Count: 3})
+	ec.Observe(pgflow.Event{Kind: pgflow.EventExpired, Queue: "q", MessageID: 1})
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(ec)
 	fams, err := reg.Gather()
@@ -271,6 +274,9 @@ func TestBatchEventsCountMessages(t *testing.T) {
 	qs := map[string]string{"queue": "q", "schema": "s"}
 	mustValue(t, byName, "x_messages_redriven_total", qs, 6)
 	mustValue(t, byName, "x_messages_purged_total", qs, 7)
+	mustValue(t, byName, "x_messages_dlq_deleted_total", qs, 503)
+	mustValue(t, byName, "x_messages_expired_total", qs, 1)
+	mustValue(t, byName, "x_messages_dead_lettered_total", qs, 1) // an expired message is in the DLQ
 	mustValue(t, byName, "x_messages_published_total", qs, 0)
 }
 
