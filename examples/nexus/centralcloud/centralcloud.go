@@ -51,6 +51,10 @@ const (
 	LatencyIncrease = 1.5
 )
 
+// RollbackExpiry is how long a rollback trigger waits for its instance to
+// claim it before it is dead-lettered instead of delivered late.
+const RollbackExpiry = 10 * time.Minute
+
 // LoadConfig reads the embedded pgflow.yaml (or path, if not empty).
 func LoadConfig(path string, lookupEnv func(string) (string, bool)) (*config.Config, error) {
 	opts := config.Options{Handlers: config.Handlers{HandleProposal: nil, HandleMetrics: nil, HandlePattern: nil}, LookupEnv: lookupEnv}
@@ -322,7 +326,10 @@ func (cc *CentralCloud) handleMetrics(ctx context.Context, m *pgflow.Message) er
 		// The producer's default is high (pgflow.yaml); warnings can wait.
 		opts = append(opts, pgflow.WithPriority(pgflow.PriorityNormal))
 	}
-	opts = append(opts, pgflow.WithDedupKey("rollback:"+em.ProposalID))
+	// A rollback acted on long after its metrics is more likely to harm than
+	// help: one that no Singularity instance claimed within RollbackExpiry
+	// goes to the dead-letter queue (reason expired) for an operator instead.
+	opts = append(opts, pgflow.WithDedupKey("rollback:"+em.ProposalID), pgflow.WithExpiry(RollbackExpiry))
 	if err := cc.publish(ctx, "rollback_triggers", em.InstanceID, trig, opts...); err != nil {
 		return err
 	}
