@@ -18,4 +18,11 @@
 // on the same port and directory. Remove stops the server if it still runs
 // and deletes the directory; call it (usually with t.Cleanup) for every
 // cluster started.
+//
+// # Point-in-time recovery
+//
+// EnableArchiving makes a cluster archive its WAL into ArchiveDir;
+// BaseBackup copies a running cluster into a new, stopped one; RecoverTo
+// makes that copy replay the archive up to a named restore point
+// (pg_create_restore_point) when it is started with Restart.
 package pgcluster

@@ -144,3 +144,84 @@ func freePort() (int, error) {
 	}
 	return addr.Port, nil
 }
+
+// ArchiveDir is where a cluster started with EnableArchiving archives its
+// WAL: a directory inside Dir.
+func (c *Cluster) ArchiveDir() string { return filepath.Join(c.Dir, "wal-archive") }
+
+// EnableArchiving turns on WAL archiving into ArchiveDir and restarts the
+// server, for point-in-time recovery tests.
+func (c *Cluster) EnableArchiving(ctx context.Context) error {
+	conf := fmt.Sprintf("\narchive_mode = on\narchive_command = 'mkdir -p %s && cp %%p %s/%%f'\n", c.ArchiveDir(), c.ArchiveDir())
+	if err := c.appendConf(conf); err != nil {
+		return err
+	}
+	if err := c.Stop(ctx); err != nil {
+		return err
+	}
+	return c.Restart(ctx)
+}
+
+// appendConf appends lines to the data directory's postgresql.auto.conf,
+// which stays owned by the server's user.
+func (c *Cluster) appendConf(lines string) error {
+	f, err := os.OpenFile(filepath.Join(c.data(), "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(lines); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// BaseBackup takes a base backup of the running cluster (pg_basebackup,
+// WAL streamed along) into a new directory and returns it as a cluster that
+// is not started, on a port of its own. Before starting it, RecoverTo sets
+// the point in time it recovers to from c's archive.
+func (c *Cluster) BaseBackup(ctx context.Context) (*Cluster, error) {
+	dir, err := os.MkdirTemp("", "pgflow-cluster-")
+	if err != nil {
+		return nil, err
+	}
+	b := &Cluster{Dir: dir, bin: c.bin, as: c.as}
+	if b.as != "" {
+		u, err := user.Lookup(b.as)
+		if err != nil {
+			b.Remove()
+			return nil, err
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := os.Chown(dir, uid, gid); err != nil {
+			b.Remove()
+			return nil, err
+		}
+	}
+	if b.Port, err = freePort(); err != nil {
+		b.Remove()
+		return nil, err
+	}
+	if err := b.run(ctx, "pg_basebackup", "-D", b.data(), "-d", c.URL("postgres"), "-X", "stream", "-c", "fast"); err != nil {
+		b.Remove()
+		return nil, err
+	}
+	return b, nil
+}
+
+// RecoverTo makes the next start of a cluster made by BaseBackup replay
+// from's WAL archive up to the restore point named target, then promote.
+// The restored cluster does not archive.
+func (c *Cluster) RecoverTo(from *Cluster, target string) error {
+	conf := fmt.Sprintf("\narchive_mode = off\nrestore_command = 'cp %s/%%f %%p'\nrecovery_target_name = '%s'\nrecovery_target_action = 'promote'\n",
+		from.ArchiveDir(), target)
+	if err := c.appendConf(conf); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(c.data(), "recovery.signal"))
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
