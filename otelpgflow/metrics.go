@@ -34,6 +34,7 @@ var kinds = [...]pgflow.EventKind{
 	pgflow.EventPublished, pgflow.EventPublishFailed, pgflow.EventReceived,
 	pgflow.EventCompleted, pgflow.EventRetried, pgflow.EventDeadLettered,
 	pgflow.EventLeaseExpired, pgflow.EventRedriven, pgflow.EventPurged,
+	pgflow.EventExpired, pgflow.EventDLQDeleted,
 }
 
 // Metrics records pgflow events as OpenTelemetry instruments:
@@ -121,10 +122,14 @@ func (m *Metrics) Observe(e pgflow.Event) {
 			continue
 		}
 		n := int64(1)
-		if (k == pgflow.EventRedriven || k == pgflow.EventPurged) && e.Count > 0 {
+		if (k == pgflow.EventRedriven || k == pgflow.EventPurged || k == pgflow.EventDLQDeleted) && e.Count > 0 {
 			n = int64(e.Count)
 		}
 		m.counters[i].Add(ctx, n, o.add...)
+		if k == pgflow.EventExpired {
+			// An expired message is in the DLQ: dead-lettered too, as in promflow.
+			m.counters[5].Add(ctx, 1, o.add...)
+		}
 		break
 	}
 	switch e.Kind {

@@ -93,6 +93,8 @@ func TestMetricsFromEvents(t *testing.T) {
 		{Kind: pgflow.EventRetried, Queue: "q", HandlerDuration: time.Millisecond, Err: errors.New("x")},
 		{Kind: pgflow.EventDeadLettered, Queue: "q", Err: errors.New("lease")}, // after an expired lease: no handler ran
 		{Kind: pgflow.EventRedriven, Queue: "q", Count: 4},
+		{Kind: pgflow.EventExpired, Queue: "q", MessageID: 9},
+		{Kind: pgflow.EventDLQDeleted, Queue: "q", Count: 500},
 	} {
 		m.Observe(e)
 	}
@@ -100,7 +102,8 @@ func TestMetricsFromEvents(t *testing.T) {
 	q := map[string]string{"queue": "q"}
 	for name, want := range map[string]float64{
 		"pgflow.messages.published": 2, "pgflow.messages.received": 1, "pgflow.messages.completed": 1,
-		"pgflow.messages.retried": 1, "pgflow.messages.dead_lettered": 1, "pgflow.messages.redriven": 4,
+		"pgflow.messages.retried": 1, "pgflow.messages.dead_lettered": 2, "pgflow.messages.redriven": 4,
+		"pgflow.messages.expired": 1, "pgflow.messages.dlq_deleted": 500,
 		"pgflow.queue.wait": 1,
 	} {
 		if got := point(t, ms, name, q); got != want {
