@@ -140,6 +140,21 @@
 // range, error text, priority, or All) and work in chunks, atomically per
 // message.
 //
+// # Expiry and dead-letter retention
+//
+// A message published WithExpiry(d) or WithExpiresAt(t), or on a queue with
+// an Expiry, that no consumer claimed by then is moved to the DLQ with
+// DLQMessage.Reason "expired" instead of being delivered late. A delivery
+// that started before is not interrupted, but no retry starts after the
+// expiry. A queue's DLQRetention deletes its dead letters once they are
+// that old. Both are done by the maintenance task that every started client
+// runs (Config.MaintenanceInterval), one batch at a time across all clients
+// of a schema under a transaction-scoped advisory lock; Maintain runs it
+// once. Both settings are off by default.
+//
+// After restoring pgflow's tables from a backup, Recover hands back the
+// leases the backup holds at once, without counting a failed attempt.
+//
 // # Leases and crashes
 //
 // A claimed message is leased to its consumer (locked_by, locked_until)
@@ -170,7 +185,8 @@
 // github.com/pgflow-go/pgflow/cmd/pgflow) runs the same calls from a shell
 // and serves metrics and a dashboard. Config.Hooks receive every lifecycle
 // Event (published, received, completed, retried, dead_lettered,
-// lease_expired, redriven, purged) on the goroutine that caused it: promflow
+// lease_expired, redriven, purged, expired, dlq_deleted, …) on the goroutine
+// that caused it: promflow
 // turns them into Prometheus counters and histograms (and reads queue gauges
 // from the database at scrape time), otelpgflow into OpenTelemetry traces
 // and metrics.
