@@ -10,6 +10,14 @@
 //	go run ./cmd/pgflow --help
 //	go install ./cmd/pgflow
 //
+// # After a restore
+//
+// `pgflow recover` prepares a database restored from a backup: the leases
+// it holds are handed back at once, without counting a failed attempt, and
+// the id sequences are put past every id in use. `pgflow dlq purge
+// --older-than 7d` deletes old dead letters once; a queue's dlq_retention
+// does it continuously.
+//
 // # Connection
 //
 // Every command takes the database from --database-url or
