@@ -28,7 +28,7 @@ func expiryOf(t *testing.T, db *pgflowtest.DB, id int64) time.Duration {
 
 func TestExpiryIsSetFromOptionOrQueueDefault(t *testing.T) {
 	t.Parallel()
-	c, db := opsClient(t)
+	c, db := opsClient(t, pgflow.Config{Logger: quietLogger()})
 	ctx := context.Background()
 	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "dflt", Expiry: pgflow.Set(time.Hour)}); err != nil {
 		t.Fatal(err)
@@ -122,7 +122,7 @@ func claimIDs(t *testing.T, db *pgflowtest.DB, queue string) []int64 {
 func TestExpiredMessageIsNotClaimedAndGoesToDLQWithReason(t *testing.T) {
 	t.Parallel()
 	rec := newRecorder()
-	c, db := opsClient(t, pgflow.Config{Hooks: []pgflow.EventHook{rec.hook}})
+	c, db := opsClient(t, pgflow.Config{Hooks: []pgflow.EventHook{rec.hook}, Logger: quietLogger()})
 	ctx := context.Background()
 	// Priority 5 puts the expired message first in claim order.
 	expired, err := c.Publish(ctx, "q", map[string]string{"k": "late"}, pgflow.WithExpiresAt(time.Now().Add(-time.Second)),
@@ -285,7 +285,7 @@ func seedOldDLQ(t *testing.T, db *pgflowtest.DB, queue string, n int, age time.D
 func TestDLQRetentionDeletesOldDeadLettersInBatches(t *testing.T) {
 	t.Parallel()
 	rec := newRecorder()
-	c, db := opsClient(t, pgflow.Config{Hooks: []pgflow.EventHook{rec.hook}})
+	c, db := opsClient(t, pgflow.Config{Hooks: []pgflow.EventHook{rec.hook}, Logger: quietLogger()})
 	ctx := context.Background()
 	seedOldDLQ(t, db, "r", 1200, 48*time.Hour)
 	seedOldDLQ(t, db, "r", 7, time.Hour)
@@ -331,7 +331,7 @@ func TestDLQRetentionDeletesOldDeadLettersInBatches(t *testing.T) {
 
 func TestMaintenanceRunsOneClientAtATime(t *testing.T) {
 	t.Parallel()
-	c, db := opsClient(t)
+	c, db := opsClient(t, pgflow.Config{Logger: quietLogger()})
 	other := newClient(t, db, pgflow.Config{})
 	ctx := context.Background()
 	seedOldDLQ(t, db, "r", 10, 48*time.Hour)
@@ -423,7 +423,7 @@ func TestStartedClientRunsMaintenanceUntilStop(t *testing.T) {
 
 func TestRecoverReleasesLeasesWithoutCountingAnAttempt(t *testing.T) {
 	t.Parallel()
-	c, db := opsClient(t)
+	c, db := opsClient(t, pgflow.Config{Logger: quietLogger()})
 	ctx := context.Background()
 	var ids []int64
 	for i := range 3 {

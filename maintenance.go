@@ -68,7 +68,7 @@ func (c *Client) Maintain(ctx context.Context) (MaintenanceResult, error) {
 		}
 		if expired+deleted > 0 {
 			res.Batches++
-			c.log.Info("pgflow: maintenance", "expired", expired, "dlq_deleted", deleted)
+			c.log.Debug("pgflow: maintenance", "expired", expired, "dlq_deleted", deleted)
 		}
 		if expired < maintenanceBatch && deleted < maintenanceBatch {
 			return res, nil
