@@ -38,11 +38,14 @@ type Config struct {
 	// alone. (Running behind a connection pooler needs more than this: the
 	// hot path uses server-side prepared statements.)
 	PollOnly bool
+	// TransactionPooling reports that connections pass through a transaction-mode pooler such as PgBouncer's pool_mode=transaction: sessions are not stable, so pgflow uses no session state.
+	TransactionPooling bool
 	// NotifyDebounce is the shortest gap between two NOTIFYs this client
 	// sends for Publish calls; publishes in between share one. Default 1 ms.
 	NotifyDebounce time.Duration
-	// RescueInterval is how often the client looks for expired leases.
-	// Default 1 s.
+	// RescueInterval is how often the client looks for expired leases and
+	// for consumers that are gone (see "Leases and crashes" in the package
+	// documentation). Default 500 ms.
 	RescueInterval time.Duration
 	// StrictQueues makes Publish fail with ErrQueueNotFound for a queue that
 	// was never declared, instead of creating it with default settings.
@@ -118,7 +121,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Client, error) {
 		cfg.NotifyDebounce = time.Millisecond
 	}
 	if cfg.RescueInterval <= 0 {
-		cfg.RescueInterval = time.Second
+		cfg.RescueInterval = 500 * time.Millisecond
 	}
 	c := &Client{
 		pool:      pool,
