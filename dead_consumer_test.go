@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pgflow-go/pgflow"
+	"github.com/pgflow-go/pgflow/internal/query"
 	"github.com/pgflow-go/pgflow/internal/schema"
 	"github.com/pgflow-go/pgflow/pgflowtest"
 )
@@ -260,17 +261,14 @@ func TestConsumerWhoseSessionDropsKeepsItsLease(t *testing.T) {
 
 // A live consumer taken for gone (here: its registration made stale and
 // lockless in the judge's transaction, as if its session and heartbeats had
-// been lost for an hour) loses its message to the judge's queue: the
-// attempt counts, its handler sees ErrLeaseLost at its next lease
-// extension, and it registers again.
+// been lost for an hour) loses its message: the attempt counts, its handler
+// sees ErrLeaseLost at its next lease extension (its outcome is not
+// written), and it registers again and gets the message anew.
 func TestConsumerTakenForGoneRegistersAgainAndLosesItsLease(t *testing.T) {
 	t.Parallel()
 	db := pgflowtest.New(t)
 	ctx := context.Background()
 	logs := newLogWatch()
-	judge := newClient(t, db, pgflow.Config{})
-	countingConsumer(t, judge, "other", 1)
-	judgeReady(t, db, judge)
 
 	holder := newClient(t, db, pgflow.Config{Logger: slog.New(logs)})
 	if err := holder.DeclareQueue(ctx, pgflow.QueueConfig{Name: "held", LeaseTimeout: pgflow.Set(900 * time.Millisecond)}); err != nil {
@@ -299,8 +297,10 @@ func TestConsumerTakenForGoneRegistersAgainAndLosesItsLease(t *testing.T) {
 	if _, err := tx.Exec(ctx, `UPDATE `+schema.Quote(db.Schema)+`.pgflow_consumers SET seen_at = now() - interval '1 hour', lock_key = NULL WHERE consumer = $1`, holder.ID()); err != nil {
 		t.Fatal(err)
 	}
-	var judgeID int64
-	if err := tx.QueryRow(ctx, `SELECT id FROM `+schema.Quote(db.Schema)+`.pgflow_consumers WHERE consumer = $1`, judge.ID()).Scan(&judgeID); err != nil {
+	// A judge of its own in the same transaction: under a loaded machine a
+	// real client's heartbeat can have a gap that holds its judging back.
+	const judgeID = 1
+	if _, err := tx.Exec(ctx, `INSERT INTO `+schema.Quote(db.Schema)+`.pgflow_consumers (id, consumer, expiry_ms, up_since) VALUES ($1, 'judge', 1000, now() - interval '1 minute')`, judgeID); err != nil {
 		t.Fatal(err)
 	}
 	var rescued int64
@@ -340,4 +340,119 @@ func lastErrorOf(t *testing.T, db *pgflowtest.DB, id int64) string {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// pgflow_rescue_dead's rule, on hand-made registrations: a lockless
+// registration whose heartbeat is older than its expiry is gone, and its
+// consumer's messages are settled as an expired lease is (attempt counted,
+// registration deleted); but only once the judge has heartbeated without a
+// gap for 3 s (after a restart or failover every heartbeat is old), and
+// not while another registration of the same consumer id is alive. A
+// heartbeat after a gap restarts the judge's up_since.
+func TestRescueDeadRule(t *testing.T) {
+	t.Parallel()
+	db := pgflowtest.New(t)
+	ctx := context.Background()
+	c := newClient(t, db, pgflow.Config{})
+	id, err := c.Publish(ctx, "q", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := schema.Quote(db.Schema)
+	db.Exec(t, `UPDATE pgflow_messages SET status = 'processing', attempt = 1, locked_by = 'victim', claim_token = 7,
+		locked_until = now() + interval '30 seconds' WHERE id = $1`, id)
+	db.Exec(t, `INSERT INTO pgflow_consumers (id, consumer, lock_key, expiry_ms, up_since, seen_at) VALUES
+		(1, 'judge', NULL, 1000, now(), now()),
+		(2, 'victim', NULL, 1000, now() - interval '1 hour', now() - interval '10 seconds'),
+		(3, 'victim', NULL, 1000, now() - interval '1 hour', now())`)
+	rescue := func() []int64 {
+		db.Exec(t, `UPDATE pgflow_consumers SET seen_at = now() WHERE id = 1`) // the judge's heartbeat
+		rows, err := db.Pool.Query(ctx, `SELECT id FROM `+q+`.pgflow_rescue_dead(1, 100)`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []int64
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	if got := rescue(); len(got) != 0 {
+		t.Fatalf("a judge up for less than 3 s took back %v", got)
+	}
+	db.Exec(t, `UPDATE pgflow_consumers SET up_since = now() - interval '4 seconds' WHERE id = 1`)
+	if got := rescue(); len(got) != 0 {
+		t.Fatalf("took back %v while another registration of the consumer is alive", got)
+	}
+	if n := db.Count(t, "pgflow_consumers", "id = 2"); n != 0 {
+		t.Fatal("the gone registration of a consumer that is alive elsewhere was kept")
+	}
+	db.Exec(t, `UPDATE pgflow_consumers SET seen_at = now() - interval '10 seconds' WHERE id = 3`)
+	if got := rescue(); len(got) != 1 || got[0] != id {
+		t.Fatalf("took back %v, want [%d]", got, id)
+	}
+	if n := db.Count(t, "pgflow_messages", "id = $1 AND status = 'pending' AND retry_count = 1 AND claim_token IS NULL AND locked_by IS NULL", id); n != 1 {
+		t.Fatal("the message was not settled as a failed attempt")
+	}
+	if n := db.Count(t, "pgflow_consumers", "consumer = 'victim'"); n != 0 {
+		t.Fatal("the gone registration was kept")
+	}
+
+	// A registration whose heartbeat is old but whose session lock is held
+	// is alive; once the lock goes, it is gone.
+	id2, err := c.Publish(ctx, "q", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Exec(t, `UPDATE pgflow_messages SET status = 'processing', attempt = 1, locked_by = 'locked', claim_token = 8,
+		locked_until = now() + interval '30 seconds' WHERE id = $1`, id2)
+	// A session of its own (PGFLOW_TEST_MAX_CONNS=1 leaves db.Pool one).
+	session, err := pgflowtest.NewPoolOn(t, db, 1).Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer session.Release()
+	const key = 4611686018427387905 // both halves non-zero
+	if _, err := session.Exec(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
+		t.Fatal(err)
+	}
+	db.Exec(t, `INSERT INTO pgflow_consumers (id, consumer, lock_key, expiry_ms, seen_at) VALUES (4, 'locked', $1, 1000, now() - interval '10 seconds')`, key)
+	if got := rescue(); len(got) != 0 {
+		t.Fatalf("took back %v from a registration whose session lock is held", got)
+	}
+	if _, err := session.Exec(ctx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
+		t.Fatal(err)
+	}
+	if got := rescue(); len(got) != 1 || got[0] != id2 {
+		t.Fatalf("took back %v, want [%d] once the session lock is gone", got, id2)
+	}
+
+	// A heartbeat (the client's own statement) after a gap longer than the
+	// expiry restarts up_since; one without a gap keeps it.
+	beat := func() float64 {
+		var inserted bool
+		if err := db.Pool.QueryRow(ctx, query.MustLoad(db.Schema).Get(query.RegisterConsumer), 1, "judge", nil, 1000).Scan(&inserted); err != nil || inserted {
+			t.Fatalf("heartbeat: inserted %v, %v", inserted, err)
+		}
+		var s float64
+		if err := db.Pool.QueryRow(ctx, `SELECT extract(epoch FROM now() - up_since) FROM `+q+`.pgflow_consumers WHERE id = 1`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	db.Exec(t, `UPDATE pgflow_consumers SET seen_at = now(), up_since = now() - interval '4 seconds' WHERE id = 1`)
+	if up := beat(); up < 3 {
+		t.Fatalf("up_since %.1f s ago after a heartbeat without a gap, want kept (4 s)", up)
+	}
+	db.Exec(t, `UPDATE pgflow_consumers SET seen_at = now() - interval '2 seconds' WHERE id = 1`)
+	if up := beat(); up > 1 {
+		t.Fatalf("up_since %.1f s ago after a 2 s gap, want restarted", up)
+	}
 }
