@@ -36,7 +36,9 @@ type Config struct {
 	PollInterval time.Duration
 	// PollOnly disables LISTEN/NOTIFY: consumers find work by polling
 	// alone. (Running behind a connection pooler needs more than this: the
-	// hot path uses server-side prepared statements.)
+	// hot path uses server-side prepared statements.) A started client with
+	// consumers still opens one connection of its own, for the session lock
+	// that tells others it is alive, unless TransactionPooling.
 	PollOnly bool
 	// TransactionPooling reports that connections pass through a transaction-mode pooler such as PgBouncer's pool_mode=transaction: sessions are not stable, so pgflow uses no session state.
 	TransactionPooling bool
