@@ -44,16 +44,17 @@ func (c *Client) listen(ctx context.Context, p *presence) {
 			return pgx.ConnectConfig(ctx, c.pool.Config().ConnConfig.Copy())
 		},
 		OnNotify: c.wakeLocal,
-		OnConnect: func() {
+		Log:      c.log,
+	}
+	if !c.cfg.PollOnly {
+		l.Channel = c.channel
+		// Notifications sent while no one listened are lost: look.
+		l.OnConnect = func() {
 			if h := c.testHooks.listening; h != nil {
 				h()
 			}
 			c.wakeAll()
-		},
-		Log: c.log,
-	}
-	if !c.cfg.PollOnly {
-		l.Channel = c.channel
+		}
 	}
 	if p != nil {
 		l.Setup = p.lockSession
