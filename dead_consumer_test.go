@@ -434,8 +434,8 @@ func TestRescueDeadRule(t *testing.T) {
 		t.Fatalf("took back %v, want [%d] once the session lock is gone", got, id2)
 	}
 
-	// A heartbeat (the client's own statement) after a gap longer than the
-	// expiry restarts up_since; one without a gap keeps it.
+	// A heartbeat (the client's own statement) after a gap longer than twice
+	// the expiry restarts up_since; one without a gap keeps it.
 	beat := func() float64 {
 		var inserted bool
 		if err := db.Pool.QueryRow(ctx, query.MustLoad(db.Schema).Get(query.RegisterConsumer), 1, "judge", nil, 1000).Scan(&inserted); err != nil || inserted {
@@ -451,8 +451,8 @@ func TestRescueDeadRule(t *testing.T) {
 	if up := beat(); up < 3 {
 		t.Fatalf("up_since %.1f s ago after a heartbeat without a gap, want kept (4 s)", up)
 	}
-	db.Exec(t, `UPDATE pgflow_consumers SET seen_at = now() - interval '2 seconds' WHERE id = 1`)
+	db.Exec(t, `UPDATE pgflow_consumers SET seen_at = now() - interval '3 seconds' WHERE id = 1`)
 	if up := beat(); up > 1 {
-		t.Fatalf("up_since %.1f s ago after a 2 s gap, want restarted", up)
+		t.Fatalf("up_since %.1f s ago after a 3 s gap, want restarted", up)
 	}
 }

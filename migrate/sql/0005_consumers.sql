@@ -21,7 +21,7 @@ CREATE TABLE {{schema}}.pgflow_consumers (
     lock_key   bigint,                  -- pg_advisory_lock(lock_key) held by its session; NULL: none
     expiry_ms  integer     NOT NULL CHECK (expiry_ms > 0),
     started_at timestamptz NOT NULL DEFAULT now(),
-    up_since   timestamptz NOT NULL DEFAULT now(), -- heartbeats without a gap longer than expiry_ms since
+    up_since   timestamptz NOT NULL DEFAULT now(), -- heartbeats without a gap longer than 2 * expiry_ms since
     seen_at    timestamptz NOT NULL DEFAULT now()  -- last heartbeat
 );
 
@@ -37,10 +37,11 @@ CREATE INDEX pgflow_consumers_consumer_idx ON {{schema}}.pgflow_consumers (consu
 -- registration.
 --
 -- p_judge is the calling client's own registration. Judging is skipped
--- unless the caller itself has heartbeated without a gap for 3 s and the
--- server has been up for 3 s: after a restart, a failover or a network cut
--- every session is new and every heartbeat old, and the consumers that are
--- alive must first have had time to come back. One judge at a time per
+-- unless the caller itself has heartbeated without a gap (of over twice its
+-- expiry: shorter ones are a loaded machine's late heartbeats) for 3 s, up
+-- to now, and the server has been up for 3 s: after a restart, a failover
+-- or a network cut every session is new and every heartbeat old, and the
+-- consumers that are alive must first have had time to come back. One judge at a time per
 -- schema (a transaction advisory lock): a second caller returns nothing.
 CREATE FUNCTION {{schema}}.pgflow_rescue_dead(p_judge bigint, p_limit integer)
 RETURNS TABLE (id bigint, queue_name text, attempt integer, dead boolean, consumer text)
@@ -65,7 +66,7 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM {{schema}}.pgflow_consumers j
                    WHERE j.id = p_judge
                      AND j.up_since <= now() - interval '3 seconds'
-                     AND j.seen_at >= now() - j.expiry_ms * interval '1 millisecond')
+                     AND j.seen_at >= now() - j.expiry_ms * interval '2 milliseconds')
        OR pg_postmaster_start_time() > now() - interval '3 seconds' THEN
         RETURN;
     END IF;

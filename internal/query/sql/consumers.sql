@@ -5,14 +5,14 @@
 -- name: RegisterConsumer
 -- The heartbeat, which registers again a client whose row was deleted
 -- (taken for gone): $1 registration id, $2 consumer id, $3 session lock key
--- or NULL, $4 expiry in ms. A heartbeat after a gap longer than the
--- expiry (an outage, a failover) restarts up_since. Returns whether the row
--- was inserted.
+-- or NULL, $4 expiry in ms. A heartbeat after a gap longer than twice the
+-- expiry (an outage, a failover; shorter gaps are a loaded machine's late
+-- heartbeats) restarts up_since. Returns whether the row was inserted.
 INSERT INTO {{schema}}.pgflow_consumers AS c (id, consumer, lock_key, expiry_ms)
 VALUES ($1, $2, $3, $4)
 ON CONFLICT (id) DO UPDATE
 SET seen_at = now(),
-    up_since = CASE WHEN c.seen_at < now() - c.expiry_ms * interval '1 millisecond'
+    up_since = CASE WHEN c.seen_at < now() - c.expiry_ms * interval '2 milliseconds'
                     THEN now() ELSE c.up_since END
 RETURNING xmax = 0 AS inserted;
 
