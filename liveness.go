@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgflow-go/pgflow/internal/query"
 )
@@ -63,6 +64,9 @@ func (p *presence) beat(ctx context.Context) (inserted bool, err error) {
 		lock = k
 	}
 	err = c.pool.QueryRow(ctx, c.q.Get(query.RegisterConsumer), p.id, c.cfg.ID, lock, p.expiry.Milliseconds()).Scan(&inserted)
+	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "42P01" {
+		return false, fmt.Errorf("pgflow: consumer heartbeat: %w (the schema predates version 5: run `pgflow init` or migrate.Up)", err)
+	}
 	if err != nil {
 		return false, fmt.Errorf("pgflow: consumer heartbeat: %w", err)
 	}
