@@ -36,13 +36,18 @@ type Config struct {
 	PollInterval time.Duration
 	// PollOnly disables LISTEN/NOTIFY: consumers find work by polling
 	// alone. (Running behind a connection pooler needs more than this: the
-	// hot path uses server-side prepared statements.)
+	// hot path uses server-side prepared statements.) A started client with
+	// consumers still opens one connection of its own, for the session lock
+	// that tells others it is alive, unless TransactionPooling.
 	PollOnly bool
+	// TransactionPooling reports that connections pass through a transaction-mode pooler such as PgBouncer's pool_mode=transaction: sessions are not stable, so pgflow uses no session state.
+	TransactionPooling bool
 	// NotifyDebounce is the shortest gap between two NOTIFYs this client
 	// sends for Publish calls; publishes in between share one. Default 1 ms.
 	NotifyDebounce time.Duration
-	// RescueInterval is how often the client looks for expired leases.
-	// Default 1 s.
+	// RescueInterval is how often the client looks for expired leases and
+	// for consumers that are gone (see "Leases and crashes" in the package
+	// documentation). Default 500 ms.
 	RescueInterval time.Duration
 	// MaintenanceInterval is how often a started client runs the
 	// maintenance task (Maintain): expired messages to the DLQ, dead
@@ -128,7 +133,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Client, error) {
 		cfg.NotifyDebounce = time.Millisecond
 	}
 	if cfg.RescueInterval <= 0 {
-		cfg.RescueInterval = time.Second
+		cfg.RescueInterval = 500 * time.Millisecond
 	}
 	if cfg.MaintenanceInterval <= 0 {
 		cfg.MaintenanceInterval = time.Second

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -29,12 +30,15 @@ func TestHelperConsumerProcess(t *testing.T) {
 		t.Skip("helper process only")
 	}
 	ctx := context.Background()
-	c, err := pgflow.Connect(ctx, pgflowtest.DatabaseURL(), pgflow.Config{Schema: schema, Logger: quietLogger()})
+	cfg := pgflow.Config{Schema: schema, Logger: quietLogger(), TransactionPooling: os.Getenv("PGFLOW_HELPER_TXPOOL") != ""}
+	c, err := pgflow.Connect(ctx, pgflowtest.DatabaseURL(), cfg)
 	if err != nil {
 		fmt.Println("ERROR", err)
 		os.Exit(1)
 	}
-	err = c.Consume(pgflow.ConsumerConfig{Queue: "crash", Handler: func(ctx context.Context, m *pgflow.Message) error {
+	workers, _ := strconv.Atoi(os.Getenv("PGFLOW_HELPER_WORKERS"))
+	fmt.Printf("ID %s\n", c.ID())
+	err = c.Consume(pgflow.ConsumerConfig{Queue: "crash", Workers: workers, Handler: func(ctx context.Context, m *pgflow.Message) error {
 		fmt.Printf("HANDLING %d %d\n", m.ID, m.Attempt)
 		if os.Getenv("PGFLOW_HELPER_SUICIDE") != "" {
 			// A poison message: it takes its process down.

@@ -160,13 +160,41 @@
 // A claimed message is leased to its consumer (locked_by, locked_until)
 // rather than locked by an open transaction. While a handler runs, its
 // process extends the lease every third of the queue's LeaseTimeout, up to
-// the handler's timeout and grace period. When a process dies, freezes or a
+// the handler's timeout and grace period. When a process freezes or a
 // handler is stuck, its leases run out and the rescuer (every
-// Config.RescueInterval, in every started client) makes those messages available
-// again; an expiry counts as a failed attempt, so a message that kills its
-// process still ends in the DLQ. A handler whose lease was taken over sees
-// its context cancelled with cause ErrLeaseLost, and its outcome is not
-// recorded.
+// Config.RescueInterval, default 500 ms, in every started client) makes
+// those messages available again; an expiry counts as a failed attempt, so
+// a message that kills its process still ends in the DLQ. A handler whose
+// lease was taken over sees its context cancelled with cause ErrLeaseLost,
+// and its outcome is not recorded.
+//
+// A process that dies (SIGKILL, out of memory) does not make anyone wait
+// for its leases. A started client with consumers registers in
+// pgflow_consumers, heartbeats every 250 ms through its pool and holds a
+// session advisory lock on its own connection (the listener's; in PollOnly
+// mode one of its own). PostgreSQL drops the lock as soon as that session
+// ends; once the lock is gone and the heartbeat is more than 1 s old, the
+// rescuer of any other started consumer takes the dead consumer's messages
+// back, each counted as an expired lease would be (EventLeaseExpired, and
+// one EventConsumerGone per consumer): within about two seconds of the kill
+// rather than at the end of the lease. A live client keeps its leases while
+// either holds: a late heartbeat (a starved pool, a pause) with the session
+// up, or a dropped session with heartbeats going on while it reconnects.
+// With TransactionPooling there is no stable session, so the heartbeat
+// alone decides, after 3 s. Right after a server restart, a failover or
+// its own outage a client judges no one for 3 s, so that the consumers
+// that are alive register their new sessions first. A client taken for
+// gone while alive (its session and heartbeats lost for longer than that,
+// a network cut) finds its deliveries lost at its next lease extension
+// (ErrLeaseLost; the claim token keeps a late acknowledgement from
+// touching the new delivery) and registers again. A lost host's session
+// ends when the server's TCP keepalive gives up on it (pgflow sets about
+// 4 s on that connection), and its messages come back after that.
+//
+// When the server is down, claims, the listener and outcome writes retry
+// with backoff capped at 500 ms, and a claim waiting to retry wakes on any
+// notification: consumers claim and listen again within about half a
+// second of the server accepting connections.
 //
 // Delivery is therefore at least once: a handler may see a message again
 // after a crash, so handlers should be idempotent, or acknowledge with AckTx.

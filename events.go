@@ -13,7 +13,8 @@ const (
 	EventCompleted     EventKind = "completed"      // the handler returned nil; HandlerDuration is set
 	EventRetried       EventKind = "retried"        // the handler failed and the message will be retried
 	EventDeadLettered  EventKind = "dead_lettered"  // the message moved to the DLQ
-	EventLeaseExpired  EventKind = "lease_expired"  // a lease ran out and the rescuer took the message back
+	EventLeaseExpired  EventKind = "lease_expired"  // a lease ran out, or its consumer is gone, and the rescuer took the message back
+	EventConsumerGone  EventKind = "consumer_gone"  // a consumer's session ended and its heartbeat stopped; Consumer and Count (messages taken back) are set
 	EventRedriven      EventKind = "redriven"       // a DLQ message went back to its queue
 	EventPurged        EventKind = "purged"         // DLQ messages were deleted; Count is set
 	EventQueueChanged  EventKind = "queue_changed"  // DeclareQueue changed an existing queue's settings; Changes is set
@@ -39,8 +40,11 @@ type Event struct {
 	// being claimed, measured on the database clock (received).
 	QueueWait time.Duration
 	// Count is the number of messages a batch event covers (purged,
-	// redriven, dlq_deleted).
+	// redriven, dlq_deleted, consumer_gone).
 	Count int
+	// Consumer is the id (Config.ID, pgflow_messages.locked_by) of the
+	// consumer a consumer_gone event is about.
+	Consumer string
 	// Headers are the message's headers (published, received).
 	Headers map[string]string
 	// Changes are the settings a declaration changed, old and new values

@@ -23,6 +23,12 @@ type runState struct {
 	stopHandler context.CancelCauseFunc
 	bgCtx       context.Context // listener, rescuer, maintenance, heartbeats
 	stopBg      context.CancelFunc
+	// presence is the consumer registration (nil without consumers); its
+	// heartbeat runs until every outcome is written.
+	presence     *presence
+	presenceCtx  context.Context
+	stopPresence context.CancelFunc
+	presenceDone chan struct{}
 
 	fetchers sync.WaitGroup
 	bg       sync.WaitGroup
@@ -62,6 +68,21 @@ func (c *Client) Start(ctx context.Context) error {
 		}
 		rs.runs[cs.cfg.Queue] = r
 	}
+	if len(rs.runs) > 0 {
+		// Registered before the first claim, so that every message this
+		// client holds belongs to a registration.
+		p := newPresence(c)
+		if _, err := p.beat(ctx); err != nil {
+			return err
+		}
+		rs.presence = p
+		rs.presenceCtx, rs.stopPresence = context.WithCancel(context.Background())
+		rs.presenceDone = make(chan struct{})
+		go func() {
+			defer close(rs.presenceDone)
+			p.run(rs.presenceCtx)
+		}()
+	}
 	c.run = rs
 	for _, r := range rs.runs {
 		r.start(rs)
@@ -81,11 +102,17 @@ func (c *Client) Start(ctx context.Context) error {
 			c.runMaintenance(rs.bgCtx, c.cfg.MaintenanceInterval)
 		}()
 	}
-	if !c.cfg.PollOnly && len(rs.runs) > 0 {
+	// The client's own session: LISTEN, and the registration's session
+	// lock unless sessions are not stable (a transaction pooler).
+	var lock *presence
+	if rs.presence != nil && rs.presence.session {
+		lock = rs.presence
+	}
+	if len(rs.runs) > 0 && (!c.cfg.PollOnly || lock != nil) {
 		rs.bg.Add(1)
 		go func() {
 			defer rs.bg.Done()
-			c.listen(rs.bgCtx)
+			c.listen(rs.bgCtx, lock)
 		}()
 	}
 	return nil
@@ -164,6 +191,15 @@ func (c *Client) Stop(ctx context.Context) error {
 	unwritten := 0
 	for _, r := range rs.runs {
 		unwritten += r.done.Stop(flushCtx)
+	}
+	if p := rs.presence; p != nil {
+		rs.stopPresence()
+		<-rs.presenceDone
+		if unwritten == 0 {
+			p.deregister(flushCtx)
+		}
+		// Otherwise the row stays: with its heartbeat stopped the
+		// unwritten deliveries go to other consumers within seconds.
 	}
 	rs.stopHandler(ErrClientStopped)
 	rs.abort()

@@ -35,21 +35,29 @@ func (c *Client) wakeAll() {
 	}
 }
 
-// listen runs the notification listener until ctx is cancelled.
-func (c *Client) listen(ctx context.Context) {
+// listen runs the client's own session until ctx is cancelled: it LISTENs
+// unless PollOnly, and holds the consumer registration's session lock
+// (presence.lockSession) when p is set.
+func (c *Client) listen(ctx context.Context, p *presence) {
 	l := &notify.Listener{
 		Connect: func(ctx context.Context) (*pgx.Conn, error) {
 			return pgx.ConnectConfig(ctx, c.pool.Config().ConnConfig.Copy())
 		},
-		Channel:  c.channel,
 		OnNotify: c.wakeLocal,
-		OnConnect: func() {
+		Log:      c.log,
+	}
+	if !c.cfg.PollOnly {
+		l.Channel = c.channel
+		// Notifications sent while no one listened are lost: look.
+		l.OnConnect = func() {
 			if h := c.testHooks.listening; h != nil {
 				h()
 			}
 			c.wakeAll()
-		},
-		Log: c.log,
+		}
+	}
+	if p != nil {
+		l.Setup = p.lockSession
 	}
 	l.Run(ctx)
 }

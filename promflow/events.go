@@ -31,6 +31,10 @@ type EventCollector struct {
 	queueWait *prometheus.HistogramVec
 	// changes counts queue_changed events: not messages, so not in kinds.
 	changes *prometheus.CounterVec
+	// gone counts consumer_gone events: consumers, not messages, and of no
+	// queue. A vector without labels, so that its series appears with the
+	// first event, as every other series here does.
+	gone *prometheus.CounterVec
 
 	queues sync.Map // queue name -> *queueInstruments
 }
@@ -121,6 +125,11 @@ func NewEventCollector(opts EventOptions) *EventCollector {
 		Help:        "Declarations that changed a queue's stored settings (each is logged with the old and new values).",
 		ConstLabels: opts.ConstLabels,
 	}, []string{"queue"})
+	ec.gone = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Name: "consumers_gone_total",
+		Help:        "Consumers this process found gone (session ended, heartbeat stopped) and whose messages it took back.",
+		ConstLabels: opts.ConstLabels,
+	}, nil)
 	return ec
 }
 
@@ -147,8 +156,12 @@ func (ec *EventCollector) Hook() pgflow.EventHook { return ec.Observe }
 // Observe records one event. It does not allocate once the queue has been
 // seen.
 func (ec *EventCollector) Observe(e pgflow.Event) {
-	if e.Kind == pgflow.EventQueueChanged {
+	switch e.Kind {
+	case pgflow.EventQueueChanged:
 		ec.changes.WithLabelValues(e.Queue).Inc()
+		return
+	case pgflow.EventConsumerGone:
+		ec.gone.WithLabelValues().Inc()
 		return
 	}
 	qi := ec.instruments(e.Queue)
@@ -207,6 +220,7 @@ func (ec *EventCollector) Describe(ch chan<- *prometheus.Desc) {
 	ec.handler.Describe(ch)
 	ec.queueWait.Describe(ch)
 	ec.changes.Describe(ch)
+	ec.gone.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -217,4 +231,5 @@ func (ec *EventCollector) Collect(ch chan<- prometheus.Metric) {
 	ec.handler.Collect(ch)
 	ec.queueWait.Collect(ch)
 	ec.changes.Collect(ch)
+	ec.gone.Collect(ch)
 }

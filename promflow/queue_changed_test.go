@@ -32,3 +32,24 @@ func TestQueueChangedCounted(t *testing.T) {
 	}
 	mustValue(t, byName, "pgflow_queue_settings_changed_total", map[string]string{"queue": "q"}, 2)
 }
+
+// A consumer_gone event counts a consumer, of no queue, and no message
+// (each message taken back has its own lease_expired event).
+func TestConsumerGoneCounted(t *testing.T) {
+	ec := promflow.NewEventCollector(promflow.EventOptions{})
+	ec.Observe(pgflow.Event{Kind: pgflow.EventConsumerGone, Consumer: "host:1:abcd", Count: 3})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(ec)
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*dto.MetricFamily{}
+	for _, f := range fams {
+		byName[f.GetName()] = f
+		if f.GetName() != "pgflow_consumers_gone_total" && len(f.GetMetric()) > 0 {
+			t.Errorf("%s has series after consumer_gone events only", f.GetName())
+		}
+	}
+	mustValue(t, byName, "pgflow_consumers_gone_total", map[string]string{}, 1)
+}

@@ -11,7 +11,9 @@
 // # Failures
 //
 // A FlushFunc error makes the flusher retry the same batch with backoff
-// (package backoff) until it succeeds or the flusher is stopped; each write
+// (package backoff, 20 ms doubling up to 500 ms, so writes resume within
+// half a second of the server coming back) until it succeeds or the flusher
+// is stopped; each write
 // is bounded by a timeout, so a hung connection cannot stall the flusher for
 // ever.
 //

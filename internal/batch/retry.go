@@ -18,7 +18,9 @@ const WriteTimeout = 30 * time.Second
 // so does any writer with batching of its own (the completer's
 // acknowledgements).
 func WriteRetrying(runCtx context.Context, stop <-chan struct{}, log *slog.Logger, name string, items int, write func(context.Context) error) bool {
-	retry := backoff.Policy{Base: 20 * time.Millisecond, Max: 2 * time.Second}
+	// Capped low: outcomes are written within half a second of the server
+	// coming back.
+	retry := backoff.Policy{Base: 20 * time.Millisecond, Max: 500 * time.Millisecond}
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(runCtx, WriteTimeout)
 		err := write(ctx)
@@ -27,7 +29,11 @@ func WriteRetrying(runCtx context.Context, stop <-chan struct{}, log *slog.Logge
 			return true
 		}
 		d := retry.Delay(attempt)
-		log.Warn("pgflow: batch write failed; retrying", "batch", name, "items", items, "err", err, "retry_in", d)
+		if attempt == 1 || attempt%20 == 0 {
+			// Tries are at most half a second apart: log the first failure
+			// and then every few seconds.
+			log.Warn("pgflow: batch write failed; retrying", "batch", name, "items", items, "err", err, "retry_in", d, "attempt", attempt)
+		}
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:

@@ -38,4 +38,11 @@
 // wakes every fetcher (a NOTIFY), so each of them re-reads the next moment:
 // a retried message is claimed as it becomes visible by any process, not
 // only the one that failed it.
+//
+// # Failures
+//
+// A failed claim is retried after 50 ms, doubling up to MaxRetryDelay
+// (500 ms), or at once on a Wake, which means the database answered
+// someone (a publish, a notification, the listener reconnecting): a
+// fetcher claims again within half a second of the server coming back.
 package fetcher

@@ -70,6 +70,10 @@ const (
 	GatherWait    = time.Millisecond
 	FullScanEvery = 100 * time.Millisecond
 	FrontierSlack = 250 * time.Millisecond
+	// MaxRetryDelay caps the backoff between failed claims (50 ms,
+	// doubling): a fetcher claims again within half a second of the server
+	// coming back, or at once when woken meanwhile.
+	MaxRetryDelay = 500 * time.Millisecond
 )
 
 // Fetcher is one queue's claim loop. Run it once.
@@ -131,7 +135,7 @@ func (f *Fetcher) Run(ctx, abort context.Context) {
 		timerAt = at
 		timer.Reset(max(at.Sub(now), 0))
 	}
-	retry := backoff.Policy{Base: 50 * time.Millisecond, Max: 5 * time.Second}
+	retry := backoff.Policy{Base: 50 * time.Millisecond, Max: MaxRetryDelay}
 	failures := 0
 	maybeMore := true
 	var lastClaim time.Time
@@ -188,8 +192,14 @@ func (f *Fetcher) Run(ctx, abort context.Context) {
 			}
 			failures++
 			d := retry.Delay(failures)
-			f.cfg.Log.Warn("pgflow: claim failed; retrying", "queue", f.cfg.Queue, "err", err, "retry_in", d)
-			if !backoff.Sleep(ctx, d) {
+			if failures == 1 || failures%20 == 0 {
+				// Tries are at most MaxRetryDelay apart: log the first of a
+				// run of failures and then every few seconds.
+				f.cfg.Log.Warn("pgflow: claim failed; retrying", "queue", f.cfg.Queue, "err", err, "retry_in", d, "failures", failures)
+			}
+			// A wake-up ends the wait: it comes from a publish or a
+			// notification, so the database answers again.
+			if !f.sleepOrWake(ctx, d) {
 				return
 			}
 			maybeMore = true
@@ -213,6 +223,20 @@ func (f *Fetcher) Run(ctx, abort context.Context) {
 			}
 		}
 	}
+}
+
+// sleepOrWake waits for d, a Wake, or ctx; it reports whether ctx is still
+// live.
+func (f *Fetcher) sleepOrWake(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-f.wake:
+	case <-ctx.Done():
+		return false
+	}
+	return true
 }
 
 // ready is Config.Ready, or 0.

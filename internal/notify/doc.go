@@ -11,10 +11,14 @@
 // # Listening
 //
 // Listener holds one dedicated connection that LISTENs, hands each payload
-// (a queue name) to a callback, and reconnects with backoff when the
-// connection is lost. Notifications sent while nobody listened are lost, so
-// OnConnect tells its owner after every (re)connection, and consumers look
-// for work they may have missed meanwhile. Polling stays the fallback: a
+// (a queue name) to a callback, and reconnects when the connection is lost,
+// with backoff capped at MaxRetryDelay (500 ms), so it listens again within
+// half a second of the server coming back. Setup runs first on every new
+// connection, for state tied to the session (the consumer's session lock);
+// with no Channel the Listener only holds the session. Notifications sent
+// while nobody listened are lost, so OnConnect tells its owner after every
+// (re)connection, and consumers look for work they may have missed
+// meanwhile. Polling stays the fallback: a
 // lost notification delays a message by at most the poll interval.
 //
 // # Lifecycle
