@@ -12,5 +12,9 @@ func SetTestHooks(c *Client, idle func(queue string, wakePending bool), listenin
 	c.testHooks.listening = listening
 }
 
+// Listens reports whether c's consumers are woken by LISTEN/NOTIFY (not
+// PollOnly, which TransactionPooling implies).
+func Listens(c *Client) bool { return !c.cfg.PollOnly }
+
 // MessageToken is a delivery's claim token.
 func MessageToken(m *Message) int64 { return m.token }
