@@ -18,3 +18,7 @@ func Listens(c *Client) bool { return !c.cfg.PollOnly }
 
 // MessageToken is a delivery's claim token.
 func MessageToken(m *Message) int64 { return m.token }
+
+// UsesTransactionPooling reports c's effective Config.TransactionPooling
+// (Connect sets it when it finds a pooler).
+func UsesTransactionPooling(c *Client) bool { return c.cfg.TransactionPooling }
