@@ -161,7 +161,8 @@ func New(pool *pgxpool.Pool, cfg Config) (*Client, error) {
 // Connect opens a pool for databaseURL and returns a client that owns it:
 // Close closes the pool too. Unless cfg.TransactionPooling is set, it asks
 // the server first whether a pooler stands between them (DetectPooler) and
-// sets TransactionPooling when one does.
+// sets TransactionPooling when one does; OpenPool does the same for a pool
+// you tune yourself.
 func Connect(ctx context.Context, databaseURL string, cfg Config) (*Client, error) {
 	pc, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {

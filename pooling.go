@@ -53,9 +53,17 @@ func DetectPooler(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
 	return pid != conn.Conn().PgConn().PID(), nil
 }
 
-// connectPool opens Connect's pool: without prepared statements when
-// cfg.TransactionPooling is set or a pooler is found (then setting it). A
-// server that does not answer yet is assumed direct.
+// OpenPool opens a pool from pc the way Connect opens its own, for callers
+// that tune the pool (MaxConns, tracers) before handing it to New: when
+// cfg.TransactionPooling is set, or DetectPooler finds a pooler (then it sets
+// cfg.TransactionPooling), the pool prepares no statements
+// (QueryExecModeCacheDescribe) unless pc's connection string chose a
+// default_query_exec_mode. A server that does not answer yet is taken to be
+// direct, with a warning logged. Pass the same cfg to New.
+func OpenPool(ctx context.Context, pc *pgxpool.Config, cfg *Config) (*pgxpool.Pool, error) {
+	return connectPool(ctx, pc.ConnConfig.ConnString(), pc, cfg)
+}
+
 func connectPool(ctx context.Context, databaseURL string, pc *pgxpool.Config, cfg *Config) (*pgxpool.Pool, error) {
 	urlChoosesMode := strings.Contains(databaseURL, "default_query_exec_mode")
 	if cfg.TransactionPooling && !urlChoosesMode {
