@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -360,6 +361,7 @@ func RunFleet(ctx context.Context, cfg FleetConfig, stdout io.Writer) error {
 
 	var handled int64
 	var lat []int64
+	var clientCPU time.Duration // the consumer processes', over their whole life
 	var childErrs []string
 	for i, ch := range children {
 		_ = ch.stdin.Close()
@@ -377,6 +379,9 @@ func RunFleet(ctx context.Context, cfg FleetConfig, stdout io.Writer) error {
 		handled += rep.Handled
 		lat = append(lat, rep.LatencyUS...)
 		_ = ch.cmd.Wait()
+		if st := ch.cmd.ProcessState; st != nil {
+			clientCPU += st.UserTime() + st.SystemTime()
+		}
 	}
 	children = nil
 	slices.Sort(lat)
@@ -407,14 +412,15 @@ func RunFleet(ctx context.Context, cfg FleetConfig, stdout io.Writer) error {
 		"handled_per_s": round2(float64(handled) / wall.Seconds()), "pickup_p50_ms": round2(pct(0.50)), "pickup_p99_ms": round2(pct(0.99)),
 		"server_conns_max": maxConns, "server_conns_median": medConns, "max_connections": cfg.MaxConnections,
 		"server_cpu_s": round2(cpuSec), "server_cpu_cores": round2(cpuSec / wall.Seconds()),
+		"consumer_processes_cpu_s": round2(clientCPU.Seconds()), "host_cpus": runtime.NumCPU(),
 		"poll_interval": durOr(cfg.PollInterval, "default"), "child_errors": len(childErrs),
 	}
 	if cfg.Pooler != "" {
 		run["pgbouncer_pool_size"] = cfg.PoolSize
 	}
-	human("fleet %s (%s): %d instances x 6 queues, pool %d/process: published %d in %.1fs, handled %d = %.0f/s; pickup p50 %.1f ms p99 %.1f ms; consumer server connections max %d median %d (of %d); server CPU %.1fs = %.2f cores",
+	human("fleet %s (%s): %d instances x 6 queues, pool %d/process: published %d in %.1fs, handled %d = %.0f/s; pickup p50 %.1f ms p99 %.1f ms; consumer server connections max %d median %d (of %d); server CPU %.1fs = %.2f cores; consumer processes CPU %.1fs over their life",
 		mode, wake, cfg.Instances, cfg.Conns, published, pubDur.Seconds(), handled, float64(handled)/wall.Seconds(), pct(0.5), pct(0.99),
-		maxConns, medConns, cfg.MaxConnections, cpuSec, cpuSec/wall.Seconds())
+		maxConns, medConns, cfg.MaxConnections, cpuSec, cpuSec/wall.Seconds(), clientCPU.Seconds())
 	b, _ := json.Marshal(run)
 	fmt.Fprintln(stdout, string(b))
 	if len(childErrs) > 0 {
