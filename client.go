@@ -35,12 +35,23 @@ type Config struct {
 	// notification arrives. Default 1 s; 100 ms in PollOnly mode.
 	PollInterval time.Duration
 	// PollOnly disables LISTEN/NOTIFY: consumers find work by polling
-	// alone. (Running behind a connection pooler needs more than this: the
-	// hot path uses server-side prepared statements.) A started client with
-	// consumers still opens one connection of its own, for the session lock
-	// that tells others it is alive, unless TransactionPooling.
+	// alone. Behind a transaction-mode pooler set TransactionPooling
+	// instead, which implies it. A started client with consumers still
+	// opens one connection of its own, for the session lock that tells
+	// others it is alive, unless TransactionPooling.
 	PollOnly bool
-	// TransactionPooling reports that connections pass through a transaction-mode pooler such as PgBouncer's pool_mode=transaction: sessions are not stable, so pgflow uses no session state.
+	// TransactionPooling reports that connections pass through a
+	// transaction-mode pooler such as PgBouncer's pool_mode=transaction:
+	// sessions are not stable, so pgflow uses no session state. It then
+	// runs no LISTEN (consumers poll, every 100 ms unless PollInterval is
+	// set; PollOnly is implied), takes no session-level locks or settings,
+	// and needs a pool that prepares no named statements: Connect sets
+	// pgx's QueryExecModeCacheDescribe (unless the URL chooses a
+	// default_query_exec_mode), New refuses a pool in QueryExecModeCacheStatement
+	// or QueryExecModeDescribeExec. Connect sets it by itself when the
+	// server's backend pid differs from the connection's cancel key, which
+	// is the case behind PgBouncer in any pool mode (see DetectPooler).
+	// Direct connections keep server-side prepared statements.
 	TransactionPooling bool
 	// NotifyDebounce is the shortest gap between two NOTIFYs this client
 	// sends for Publish calls; publishes in between share one. Default 1 ms.
@@ -123,6 +134,12 @@ func New(pool *pgxpool.Pool, cfg Config) (*Client, error) {
 	case cfg.MaxPayloadBytes < 0:
 		cfg.MaxPayloadBytes = 0
 	}
+	if cfg.TransactionPooling {
+		if err := checkPoolingExecMode(pool.Config().ConnConfig.DefaultQueryExecMode); err != nil {
+			return nil, err
+		}
+		cfg.PollOnly = true
+	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
 		if cfg.PollOnly {
@@ -160,15 +177,18 @@ func New(pool *pgxpool.Pool, cfg Config) (*Client, error) {
 }
 
 // Connect opens a pool for databaseURL and returns a client that owns it:
-// Close closes the pool too.
+// Close closes the pool too. Unless cfg.TransactionPooling is set, it asks
+// the server first whether a pooler stands between them (DetectPooler) and
+// sets TransactionPooling when one does; OpenPool does the same for a pool
+// you tune yourself.
 func Connect(ctx context.Context, databaseURL string, cfg Config) (*Client, error) {
 	pc, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("%w: database url: %v", ErrInvalidConfig, err)
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	pool, err := connectPool(ctx, databaseURL, pc, &cfg)
 	if err != nil {
-		return nil, fmt.Errorf("pgflow: connect: %w", err)
+		return nil, err
 	}
 	c, err := New(pool, cfg)
 	if err != nil {

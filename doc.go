@@ -77,7 +77,8 @@
 //
 // Idle consumers are woken by LISTEN/NOTIFY within milliseconds of a
 // publish, with polling (Config.PollInterval) as the fallback and the only
-// mechanism in PollOnly mode, for connections that cannot LISTEN. PauseQueue
+// mechanism in PollOnly mode and behind a transaction pooler (see
+// Connection poolers and failover). PauseQueue
 // and ResumeQueue stop and restart claiming on every instance.
 //
 // Every change of a message's state (claim, ack, retry or dead-letter, lease
@@ -218,6 +219,24 @@
 // turns them into Prometheus counters and histograms (and reads queue gauges
 // from the database at scrape time), otelpgflow into OpenTelemetry traces
 // and metrics.
+//
+// # Connection poolers and failover
+//
+// Behind PgBouncer in transaction mode set Config.TransactionPooling:
+// pgflow then prepares no statements across round trips (the pool runs in
+// pgx's QueryExecModeCacheDescribe), runs no LISTEN (idle consumers poll,
+// every 100 ms by default) and keeps no session state. Connect and OpenPool
+// set it by themselves when DetectPooler finds a pooler (the server's
+// backend pid differs from the connection's cancel key; the pool mode cannot
+// be seen, so session mode is treated the same way); New, given a pool of
+// yours, refuses one that prepares statements by name when it is set. On a
+// direct connection statements stay prepared, with generic plans.
+//
+// For failover, give every process a multi-host URL with
+// target_session_attrs=read-write: connections to a dead primary fail and
+// are dropped, new ones find the promoted standby, and consumers and
+// producers carry on without a restart. docs/deploy.md has the settings,
+// the tests and the measured figures.
 //
 // # Testing
 //

@@ -192,3 +192,20 @@ func ExampleHandleJSON() {
 	}
 	// Output: invoice F-7: 1250 cents
 }
+
+// Ask whether a pool's connections pass through a pooler such as PgBouncer
+// (pgflow.Connect does so by itself).
+func ExampleDetectPooler() {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pgflowtest.DatabaseURL())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close()
+	pooled, err := pgflow.DetectPooler(ctx, pool)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("through a pooler:", pooled)
+	// Output: through a pooler: false
+}

@@ -12,8 +12,16 @@ func SetTestHooks(c *Client, idle func(queue string, wakePending bool), listenin
 	c.testHooks.listening = listening
 }
 
+// Listens reports whether c's consumers are woken by LISTEN/NOTIFY (not
+// PollOnly, which TransactionPooling implies).
+func Listens(c *Client) bool { return !c.cfg.PollOnly }
+
 // MessageToken is a delivery's claim token.
 func MessageToken(m *Message) int64 { return m.token }
 
 // MaintenanceKey is the advisory lock key of c's maintenance task.
 func MaintenanceKey(c *Client) int64 { return c.maintenanceKey }
+
+// UsesTransactionPooling reports c's effective Config.TransactionPooling
+// (Connect sets it when it finds a pooler).
+func UsesTransactionPooling(c *Client) bool { return c.cfg.TransactionPooling }

@@ -23,6 +23,7 @@ func quietLogger() *slog.Logger {
 func newClient(t testing.TB, db *pgflowtest.DB, cfg pgflow.Config) *pgflow.Client {
 	t.Helper()
 	cfg.Schema = db.Schema
+	cfg.TransactionPooling = cfg.TransactionPooling || db.TransactionPooling
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
 	}

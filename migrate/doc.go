@@ -10,8 +10,10 @@
 // # Running them
 //
 // Up creates the schema if needed and applies what it lacks; `pgflow init`
-// calls it. Running it again is a no-op. The whole run holds a
-// transaction-independent advisory lock keyed on the schema, so two
-// processes migrating at the same time are safe: the second waits, then
-// finds nothing to do.
+// calls it. Running it again is a no-op. Each migration's transaction first
+// takes a transaction-scoped advisory lock keyed on the schema and reads the
+// version under it, so two processes migrating at the same time are safe:
+// the second waits, then finds nothing to do. Nothing depends on the
+// session (no session lock, no prepared statement), so Up works through a
+// transaction-mode pooler such as PgBouncer.
 package migrate

@@ -100,45 +100,59 @@ func Up(ctx context.Context, pool *pgxpool.Pool, schemaName string) (Result, err
 	}
 	defer conn.Release()
 
+	// Each migration commits in a transaction of its own that first takes a
+	// transaction-scoped advisory lock and reads the version under it: no
+	// session state, so this works through a transaction-mode pooler (a
+	// session lock could be taken on one server session and released on
+	// another), and two processes migrating at once apply each step once.
+	// Statements carry QueryExecModeExec: no prepared statement is kept.
 	key := lockKey(schemaName)
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", key); err != nil {
-		return res, fmt.Errorf("migrate: take advisory lock: %w", err)
-	}
-	defer func() {
-		// A fresh context: the caller's may be cancelled, and the lock must go.
-		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", key)
-	}()
-
 	q := schema.Quote(schemaName)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+q); err != nil {
-		return res, fmt.Errorf("migrate: create schema %s: %w", schemaName, err)
-	}
-	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+q+`.pgflow_schema_migrations (
+	current := 0
+	for {
+		var applied *Migration
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", pgx.QueryExecModeExec, key); err != nil {
+				return fmt.Errorf("migrate: take advisory lock: %w", err)
+			}
+			if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+q); err != nil {
+				return fmt.Errorf("migrate: create schema %s: %w", schemaName, err)
+			}
+			if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+q+`.pgflow_schema_migrations (
 		version    integer     PRIMARY KEY,
 		name       text        NOT NULL,
 		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		return res, fmt.Errorf("migrate: create migrations table: %w", err)
-	}
-	current, err := version(ctx, conn.Conn(), q)
-	if err != nil {
-		return res, err
-	}
-	if current > len(all) {
-		return res, fmt.Errorf("migrate: schema %s is at version %d, newer than this binary knows (%d); upgrade pgflow", schemaName, current, len(all))
-	}
-	for _, m := range all[current:] {
-		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, schema.Render(m.SQL, schemaName)); err != nil {
+				return fmt.Errorf("migrate: create migrations table: %w", err)
+			}
+			v, err := version(ctx, tx, q)
+			if err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, `INSERT INTO `+q+`.pgflow_schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
-			return err
+			current = v
+			if current > len(all) {
+				return fmt.Errorf("migrate: schema %s is at version %d, newer than this binary knows (%d); upgrade pgflow", schemaName, current, len(all))
+			}
+			if current == len(all) {
+				return nil
+			}
+			m := all[current]
+			if _, err := tx.Exec(ctx, schema.Render(m.SQL, schemaName)); err != nil {
+				return fmt.Errorf("migrate: apply %04d_%s: %w", m.Version, m.Name, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO `+q+`.pgflow_schema_migrations (version, name) VALUES ($1, $2)`, pgx.QueryExecModeExec, m.Version, m.Name); err != nil {
+				return fmt.Errorf("migrate: apply %04d_%s: %w", m.Version, m.Name, err)
+			}
+			applied = &m
+			return nil
 		})
 		if err != nil {
-			return res, fmt.Errorf("migrate: apply %04d_%s: %w", m.Version, m.Name, err)
+			return res, err
 		}
-		res.Applied = append(res.Applied, m)
-		current = m.Version
+		if applied == nil {
+			break
+		}
+		res.Applied = append(res.Applied, *applied)
+		current = applied.Version
 	}
 	res.Version = current
 	return res, nil
@@ -156,18 +170,20 @@ func Version(ctx context.Context, pool *pgxpool.Pool, schemaName string) (int, e
 	}
 	defer conn.Release()
 	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, schema.Quote(schemaName)+".pgflow_schema_migrations").Scan(&exists); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pgx.QueryExecModeExec, schema.Quote(schemaName)+".pgflow_schema_migrations").Scan(&exists); err != nil {
 		return 0, err
 	}
 	if !exists {
 		return 0, nil
 	}
-	return version(ctx, conn.Conn(), schema.Quote(schemaName))
+	return version(ctx, conn, schema.Quote(schemaName))
 }
 
-func version(ctx context.Context, conn *pgx.Conn, quoted string) (int, error) {
+func version(ctx context.Context, conn interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, quoted string) (int, error) {
 	var v int
-	if err := conn.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+quoted+`.pgflow_schema_migrations`).Scan(&v); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+quoted+`.pgflow_schema_migrations`, pgx.QueryExecModeSimpleProtocol).Scan(&v); err != nil {
 		return 0, fmt.Errorf("migrate: read version: %w", err)
 	}
 	return v, nil

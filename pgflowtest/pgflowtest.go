@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgflow-go/pgflow/internal/schema"
@@ -30,7 +31,11 @@ func DatabaseURL() string {
 type DB struct {
 	Pool   *pgxpool.Pool
 	Schema string
-	URL    string
+	// URL is the URL Pool connects with (ClientURL).
+	URL string
+	// TransactionPooling is set when Pool goes through a transaction-mode
+	// pooler: clients on it need pgflow.Config.TransactionPooling.
+	TransactionPooling bool
 }
 
 // Options tune New.
@@ -58,7 +63,8 @@ func New(t testing.TB, opts ...Options) *DB {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cfg, err := pgxpool.ParseConfig(DatabaseURL())
+	url := ClientURL(t)
+	cfg, err := poolConfig(url)
 	if err != nil {
 		t.Fatalf("pgflowtest: parse database url: %v", err)
 	}
@@ -79,7 +85,7 @@ func New(t testing.TB, opts ...Options) *DB {
 		pool.Close()
 		DropSchema(t, name)
 	})
-	return &DB{Pool: pool, Schema: name, URL: DatabaseURL()}
+	return &DB{Pool: pool, Schema: name, URL: url, TransactionPooling: Pooler() == "transaction"}
 }
 
 // defaultMaxConns is PGFLOW_TEST_MAX_CONNS, else 8.
@@ -132,20 +138,20 @@ func (db *DB) Count(t testing.TB, table, where string, args ...any) int {
 }
 
 // Exec runs SQL with search_path set to the test schema (trusted test code
-// only).
+// only), in a transaction of its own so that the setting does not outlive
+// it (through a transaction-mode pooler a session setting would leak into
+// another client's session).
 func (db *DB) Exec(t testing.TB, sql string, args ...any) {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := db.Pool.Acquire(ctx)
+	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT set_config('search_path', $1, true)", db.Schema); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, sql, args...)
+		return err
+	})
 	if err != nil {
-		t.Fatalf("pgflowtest: exec: %v", err)
-	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, "SET search_path TO "+schema.Quote(db.Schema)); err != nil {
-		t.Fatalf("pgflowtest: exec: %v", err)
-	}
-	defer conn.Exec(ctx, "RESET search_path") //nolint:errcheck
-	if _, err := conn.Exec(ctx, sql, args...); err != nil {
 		t.Fatalf("pgflowtest: exec %q: %v", sql, err)
 	}
 }
@@ -154,7 +160,7 @@ func (db *DB) Exec(t testing.TB, sql string, args ...any) {
 // would have), closed when t ends.
 func NewPoolOn(t testing.TB, db *DB, maxConns int32) *pgxpool.Pool {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(db.URL)
+	cfg, err := poolConfig(db.URL)
 	if err != nil {
 		t.Fatal(err)
 	}

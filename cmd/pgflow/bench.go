@@ -12,10 +12,13 @@ import (
 	"github.com/pgflow-go/pgflow/cmd/pgflow/internal/bench"
 )
 
-var benchCfg = bench.DefaultConfig()
+var (
+	benchCfg = bench.DefaultConfig()
+	fleetCfg = bench.DefaultFleetConfig()
+)
 
 var benchCmd = &cobra.Command{
-	Use:   "bench w1|w2|w3|w4|w5|all|setup",
+	Use:   "bench w1|w2|w3|w4|w5|all|setup|fleet",
 	Short: "Run the benchmark workloads (W1-W5) against pgflow",
 	Long: `Run pgflow's benchmark workloads (docs/performance.md) against pgflow,
 printing one JSON object per run and a "type":"summary" line per workload
@@ -27,6 +30,12 @@ printing one JSON object per run and a "type":"summary" line per workload
   w4  producers flat out while a consumer runs
   w5  W4's shape at a fixed rate while a transaction pins the xmin horizon
       during the middle third
+  fleet  --fleet-instances consumer processes (default 50), each consuming
+      the guide's six queues, on a throwaway server of its own
+      (max_connections --fleet-max-connections, default 100), directly or
+      through a PgBouncer (--fleet-pooler transaction|session): server
+      connections used, handled/s, pickup p50/p99 and server CPU at --rate
+      messages/s for --duration; --dsn is not used
 
 The benchmark uses its own database (--dsn, created if missing; default
 bench_pgflow) and empties pgflow's tables and CHECKPOINTs before every run:
@@ -35,9 +44,23 @@ never point it at a database whose pgflow data you want to keep.`,
   pgflow bench w3 --reps 3 --rate 500 --duration 20s
   pgflow bench w1 --n 100000 --workers 10,100 --json`,
 	Args:      cobra.ExactArgs(1),
-	ValidArgs: []string{"w1", "w2", "w3", "w4", "w5", "all", "setup"},
+	ValidArgs: []string{"w1", "w2", "w3", "w4", "w5", "all", "setup", "fleet"},
 	RunE: func(cmd *cobra.Command, args []string) error {
 		f := cmd.Flags()
+		switch args[0] {
+		case "fleet-child": // one of fleet's consumer processes
+			return bench.RunFleetChild(cmd.Context(), os.Stdin, cmd.OutOrStdout())
+		case "fleet":
+			fleetCfg.JSONOnly = globals.json
+			fleetCfg.PollOnly, fleetCfg.PollInterval = benchCfg.PollOnly, benchCfg.PollInterval
+			if f.Changed("duration") {
+				fleetCfg.Duration = benchDuration
+			}
+			if f.Changed("rate") {
+				fleetCfg.Rate = benchRate
+			}
+			return bench.RunFleet(cmd.Context(), fleetCfg, cmd.OutOrStdout())
+		}
 		workers, err := parseIntList(benchWorkers)
 		if err != nil {
 			return usagef("--workers: %v", err)
@@ -116,6 +139,12 @@ func init() {
 	f.BoolVar(&c.SplitPublisher, "split-publisher", false, "publish through a second client, so consumers are woken by NOTIFY only")
 
 	f.StringVar(&benchCPUProfile, "cpuprofile", "", "write a Go CPU profile of the whole run to this file")
+	f.IntVar(&fleetCfg.Instances, "fleet-instances", fleetCfg.Instances, "fleet: consumer processes")
+	f.IntVar(&fleetCfg.Conns, "fleet-pool", fleetCfg.Conns, "fleet: pgxpool MaxConns of each process (LISTEN takes one more unless --poll-only or through a transaction pooler)")
+	f.IntVar(&fleetCfg.Workers, "fleet-workers", fleetCfg.Workers, "fleet: workers per queue and process")
+	f.IntVar(&fleetCfg.MaxConnections, "fleet-max-connections", fleetCfg.MaxConnections, "fleet: the throwaway server's max_connections")
+	f.StringVar(&fleetCfg.Pooler, "fleet-pooler", "", "fleet: connect consumers through a PgBouncer in this pool_mode (transaction or session)")
+	f.IntVar(&fleetCfg.PoolSize, "fleet-bouncer-pool", fleetCfg.PoolSize, "fleet: the PgBouncer's default_pool_size")
 	f.IntVar(&c.N, "n", c.N, "W1: number of messages")
 	f.IntVar(&c.Batch, "batch", c.Batch, "W1: PublishBatch size")
 	f.StringVar(&benchWorkers, "workers", "10,100", "W1: consumer worker counts, comma-separated")

@@ -27,6 +27,8 @@ var globals struct {
 	databaseURL string
 	schema      string
 	json        bool
+	// transactionPooling: openPool found a pooler in between.
+	transactionPooling bool
 }
 
 var rootCmd = &cobra.Command{
@@ -79,10 +81,14 @@ func openPool(ctx context.Context) (*pgxpool.Pool, error) {
 		return nil, usagef("bad database url: %v", err)
 	}
 	cfg.MaxConns = 4
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	// Behind a pooler such as PgBouncer the pool prepares no statements,
+	// and clients on it (serve) need TransactionPooling.
+	var pc pgflow.Config
+	pool, err := pgflow.OpenPool(ctx, cfg, &pc)
 	if err != nil {
 		return nil, err
 	}
+	globals.transactionPooling = pc.TransactionPooling
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("connect: %w", err)

@@ -174,7 +174,7 @@ func newServeHandler(pool *pgxpool.Pool, schema string, ttl time.Duration, o con
 
 	// The console's client only publishes (and pauses, redrives…): no
 	// consumers, no delivery counters of its own.
-	client, err := pgflow.New(pool, pgflow.Config{Schema: schema, DisableStatsCounters: true})
+	client, err := pgflow.New(pool, pgflow.Config{Schema: schema, DisableStatsCounters: true, TransactionPooling: globals.transactionPooling})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -17,7 +17,14 @@
 // mode: no checkpoint, recovery at the next start), Restart starts it again
 // on the same port and directory. Remove stops the server if it still runs
 // and deletes the directory; call it (usually with t.Cleanup) for every
-// cluster started.
+// cluster started. StartWith sets max_connections and other settings.
+//
+// # Replication
+//
+// StartStandby makes a streaming standby of a running cluster with
+// pg_basebackup -R (its walreceiver's application_name is "standby", for
+// synchronous_standby_names) and starts it; Promote turns it into a primary.
+// Crash the primary and Promote the standby to fail over.
 //
 // # Point-in-time recovery
 //

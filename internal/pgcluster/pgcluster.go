@@ -20,6 +20,16 @@ type Cluster struct {
 	Port int
 	bin  string
 	as   string // user to run as, "" for the current one
+	opts Options
+}
+
+// Options tune StartWith and StartStandby.
+type Options struct {
+	// MaxConnections is max_connections. Default 50.
+	MaxConnections int
+	// Settings are more server settings, "name=value" each, given to the
+	// server with -c at every start.
+	Settings []string
 }
 
 // Available reports whether PostgreSQL's server binaries are installed.
@@ -41,7 +51,56 @@ func binDir() (string, error) {
 }
 
 // Start creates a cluster in a new temporary directory and starts it.
-func Start(ctx context.Context) (*Cluster, error) {
+func Start(ctx context.Context) (*Cluster, error) { return StartWith(ctx, Options{}) }
+
+// StartWith is Start with options.
+func StartWith(ctx context.Context, o Options) (*Cluster, error) {
+	c, err := newDir(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.run(ctx, "initdb", "-D", c.data(), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"); err != nil {
+		c.Remove()
+		return nil, err
+	}
+	if err := c.Restart(ctx); err != nil {
+		c.Remove()
+		return nil, err
+	}
+	return c, nil
+}
+
+// StartStandby makes a streaming standby of primary (pg_basebackup -R:
+// standby.signal and primary_conninfo written for it) in a new directory
+// on a port of its own, starts it and waits until it accepts connections.
+// Its walreceiver connects with application_name "standby", which
+// synchronous_standby_names may name.
+func (primary *Cluster) StartStandby(ctx context.Context, o Options) (*Cluster, error) {
+	c, err := newDir(o)
+	if err != nil {
+		return nil, err
+	}
+	conninfo := fmt.Sprintf("host=127.0.0.1 port=%d user=postgres application_name=standby", primary.Port)
+	if err := c.run(ctx, "pg_basebackup", "-D", c.data(), "-d", conninfo, "-R", "-X", "stream", "--no-sync", "-c", "fast"); err != nil {
+		c.Remove()
+		return nil, err
+	}
+	if err := c.Restart(ctx); err != nil {
+		c.Remove()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Promote ends recovery on a standby (pg_ctl promote) and waits until it
+// accepts writes.
+func (c *Cluster) Promote(ctx context.Context) error {
+	return c.run(ctx, "pg_ctl", "-D", c.data(), "-w", "-t", "60", "promote")
+}
+
+// newDir creates the directory (owned by the server's user) and picks a
+// port.
+func newDir(o Options) (*Cluster, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -50,7 +109,10 @@ func Start(ctx context.Context) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Dir: dir, bin: bin}
+	if o.MaxConnections <= 0 {
+		o.MaxConnections = 50
+	}
+	c := &Cluster{Dir: dir, bin: bin, opts: o}
 	if os.Geteuid() == 0 {
 		c.as = "postgres"
 		u, err := user.Lookup("postgres")
@@ -69,14 +131,6 @@ func Start(ctx context.Context) (*Cluster, error) {
 		c.Remove()
 		return nil, err
 	}
-	if err := c.run(ctx, "initdb", "-D", c.data(), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"); err != nil {
-		c.Remove()
-		return nil, err
-	}
-	if err := c.Restart(ctx); err != nil {
-		c.Remove()
-		return nil, err
-	}
 	return c, nil
 }
 
@@ -89,7 +143,10 @@ func (c *Cluster) URL(db string) string {
 
 // Restart starts the server (again) and waits until it accepts connections.
 func (c *Cluster) Restart(ctx context.Context) error {
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50", c.Port, c.Dir)
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=%d", c.Port, c.Dir, c.opts.MaxConnections)
+	for _, set := range c.opts.Settings {
+		opts += " -c " + set
+	}
 	return c.run(ctx, "pg_ctl", "-D", c.data(), "-o", opts, "-l", filepath.Join(c.Dir, "server.log"), "-w", "-t", "60", "start")
 }
 

@@ -48,6 +48,9 @@ type Config struct {
 	// SplitPublisher publishes through a second client, so consumers are
 	// woken by NOTIFY only (not by the in-process shortcut).
 	SplitPublisher bool
+	// TransactionPooling sets pgflow's Config.TransactionPooling; it is
+	// also set when the DSN turns out to reach a pooler.
+	TransactionPooling bool
 
 	// W1
 	N       int
@@ -99,6 +102,8 @@ type Runner struct {
 	msgs   string // quoted schema.pgflow_messages
 	// lockPID is the backend holding the one-benchmark-at-a-time lock.
 	lockPID uint32
+	// pooling: connections pass through a transaction-mode pooler.
+	pooling bool
 }
 
 // padLen makes the payload ~200 bytes, as in the River harness.
@@ -144,22 +149,36 @@ func Run(ctx context.Context, cfg Config, workload string, stdout io.Writer) err
 		return err
 	}
 	defer lock.Close(context.Background())
+	// The lock is held by a transaction open for the whole run (not by the
+	// session), so it also holds, and goes, through a transaction-mode
+	// pooler such as PgBouncer, which pins the server connection to the
+	// open transaction.
 	var locked bool
-	if err := lock.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtext('pgflow-bench:' || $1))", cfg.Schema).Scan(&locked); err != nil {
+	if _, err := lock.Exec(ctx, "BEGIN"); err != nil {
+		return err
+	}
+	if err := lock.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock(hashtext('pgflow-bench:' || $1)), pg_backend_pid()",
+		pgx.QueryExecModeExec, cfg.Schema).Scan(&locked, &r.lockPID); err != nil {
 		return err
 	}
 	if !locked {
 		return fmt.Errorf("another pgflow bench is running on this database and schema")
 	}
-	r.lockPID = lock.PgConn().PID()
 	pc, err := pgxpool.ParseConfig(cfg.DSN)
 	if err != nil {
 		return err
 	}
 	pc.MaxConns = int32(cfg.Pool)
-	r.pool, err = pgxpool.NewWithConfig(ctx, pc)
+	// Behind a pooler: no prepared statements, clients with
+	// TransactionPooling (pgflow.OpenPool finds out).
+	pcfg := pgflow.Config{TransactionPooling: cfg.TransactionPooling}
+	r.pool, err = pgflow.OpenPool(ctx, pc, &pcfg)
 	if err != nil {
 		return err
+	}
+	r.pooling = pcfg.TransactionPooling
+	if r.pooling {
+		r.human("connections pass through a pooler: TransactionPooling (no prepared statements, no LISTEN)")
 	}
 	defer r.pool.Close()
 	res, err := migrate.Up(ctx, r.pool, cfg.Schema)
@@ -311,11 +330,12 @@ func (r *Runner) clean(ctx context.Context) error {
 
 func (r *Runner) newClientConfig() pgflow.Config {
 	return pgflow.Config{
-		Schema:         r.cfg.Schema,
-		Logger:         slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		PollOnly:       r.cfg.PollOnly,
-		PollInterval:   r.cfg.PollInterval,
-		NotifyDebounce: r.cfg.NotifyDebounce,
+		Schema:             r.cfg.Schema,
+		Logger:             slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		PollOnly:           r.cfg.PollOnly,
+		TransactionPooling: r.pooling,
+		PollInterval:       r.cfg.PollInterval,
+		NotifyDebounce:     r.cfg.NotifyDebounce,
 	}
 }
 
@@ -467,6 +487,10 @@ func (r *Runner) summary(workload string, extra map[string]any, runs []map[strin
 // statistics on exit, an idle one may hold them for up to 10 s.
 func (r *Runner) flushBackendStats(ctx context.Context) {
 	r.pool.Reset()
+	if r.pooling {
+		// The pooler keeps its server connections: nothing to wait for.
+		return
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var others int

@@ -148,13 +148,15 @@ func databaseURL() string {
 	return os.Getenv("PGFLOW_DATABASE_URL")
 }
 
-func openPool(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(url)
+// openPool opens a pool of maxConns; behind a pooler such as PgBouncer it
+// prepares no statements and sets cfg.TransactionPooling (pgflow.OpenPool).
+func openPool(ctx context.Context, url string, maxConns int32, cfg *pgflow.Config) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("bad database url: %w", err)
 	}
-	cfg.MaxConns = maxConns
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pc.MaxConns = maxConns
+	pool, err := pgflow.OpenPool(ctx, pc, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +179,7 @@ func runAll(cmd *cobra.Command, _ []string) error {
 			fmt.Fprintln(errw, "nexus: removing the throwaway cluster:", err)
 		}
 	}()
-	pool, err := openPool(ctx, db.URL, 8)
+	pool, err := openPool(ctx, db.URL, 8, &pgflow.Config{})
 	if err != nil {
 		return err
 	}
@@ -289,7 +291,8 @@ func runService(cmd *cobra.Command, isSingularity bool) error {
 	if err != nil {
 		return err
 	}
-	pool, err := openPool(ctx, db.URL, 4)
+	var pooling pgflow.Config
+	pool, err := openPool(ctx, db.URL, 4, &pooling)
 	if err != nil {
 		return err
 	}
@@ -307,7 +310,8 @@ func runService(cmd *cobra.Command, isSingularity bool) error {
 		rules = singularity.TelemetryRules
 	}
 	client, err := pgflow.New(pool, pgflow.Config{Schema: cfg.Schema, Logger: logger(), ID: fmt.Sprintf("%s:%d", name, os.Getpid()),
-		Hooks: []pgflow.EventHook{cnt.Hook, telemetry.Bridge(tel, name, rules)}})
+		TransactionPooling: pooling.TransactionPooling,
+		Hooks:              []pgflow.EventHook{cnt.Hook, telemetry.Bridge(tel, name, rules)}})
 	if err != nil {
 		return err
 	}
