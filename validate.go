@@ -70,7 +70,9 @@ type publishOptions struct {
 	expiry    time.Duration // 0: not set
 	expiresAt *time.Time
 	headers   map[string]string
-	err       error
+	// allowNoSubscribers: PublishTopic only (AllowNoSubscribers).
+	allowNoSubscribers bool
+	err                error
 }
 
 // PublishOption changes how one message is published.

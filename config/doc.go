@@ -48,6 +48,9 @@
 //	                   a heartbeat before it is delivered again (100-86400000)
 //	  timeout_ms       how long one handler call may run before its context
 //	                   is cancelled (1-86400000; unset: the consumer's default)
+//	  topics           topics the queue subscribes to at Start (a list of
+//	                   names): every publish to one of them (PublishTopic,
+//	                   pgflow_publish) puts a copy in this queue
 //	  expiry           the queue's default message expiry: a message nobody
 //	                   claimed this long after it became visible goes to the
 //	                   DLQ (reason expired); a duration such as 15m, or off
