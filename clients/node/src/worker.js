@@ -53,7 +53,7 @@ export class Worker {
   #consumer;
   #log;
 
-  #held = new Map(); // id -> entry {message, started, done, lost, released, ac}
+  #held = new Map(); // id -> entry {message, started, settling, done, lost, released, ac}
   #buffer = []; // entries claimed, not started
   #running = 0;
   #idleWaiters = [];
@@ -210,7 +210,7 @@ export class Worker {
           continue;
         }
         for (const row of rows) {
-          const e = { message: new Message(this.#queue, row), started: false, done: false, lost: false, released: false, ac: null };
+          const e = { message: new Message(this.#queue, row), started: false, settling: false, done: false, lost: false, released: false, ac: null };
           this.#held.set(e.message.id, e);
           this.#buffer.push(e);
         }
@@ -247,6 +247,7 @@ export class Worker {
       ok = false;
       err = thrown;
     }
+    e.settling = true; // from here a lease found gone is this settle's doing
     try {
       const outcome = e.released ? 'released' : e.lost ? 'lost' : await this.#settle(e, ok, err);
       this.#notifySettled(e.message, outcome);
@@ -299,7 +300,7 @@ export class Worker {
         [entries.map((e) => e.message.id), entries.map((e) => e.message.claimToken), this.#leaseMs]);
       const lost = new Set(r.rows.filter((row) => !row.ok).map((row) => row.id));
       for (const e of entries) {
-        if (!lost.has(e.message.id) || e.done || e.released) continue;
+        if (!lost.has(e.message.id) || e.settling || e.released) continue;
         e.lost = true;
         if (e.started) {
           e.ac.abort(new Error('pgflow: lease lost'));
