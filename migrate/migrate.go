@@ -58,9 +58,11 @@ func All() ([]Migration, error) {
 		out = append(out, Migration{Version: v, Name: rest, SQL: string(body)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	// Versions rise strictly; a gap is allowed, so a branch that adds a
+	// later number builds and migrates before the numbers below it land.
 	for i := range out {
-		if out[i].Version != i+1 {
-			return nil, fmt.Errorf("migrate: migrations must be numbered 1, 2, 3…; found %d at position %d", out[i].Version, i+1)
+		if out[i].Version < 1 || (i > 0 && out[i].Version == out[i-1].Version) {
+			return nil, fmt.Errorf("migrate: migration versions must be positive and unique; found %d at position %d", out[i].Version, i+1)
 		}
 	}
 	return out, nil
@@ -123,10 +125,13 @@ func Up(ctx context.Context, pool *pgxpool.Pool, schemaName string) (Result, err
 	if err != nil {
 		return res, err
 	}
-	if current > len(all) {
-		return res, fmt.Errorf("migrate: schema %s is at version %d, newer than this binary knows (%d); upgrade pgflow", schemaName, current, len(all))
+	if latest := all[len(all)-1].Version; current > latest {
+		return res, fmt.Errorf("migrate: schema %s is at version %d, newer than this binary knows (%d); upgrade pgflow", schemaName, current, latest)
 	}
-	for _, m := range all[current:] {
+	for _, m := range all {
+		if m.Version <= current {
+			continue
+		}
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, schema.Render(m.SQL, schemaName)); err != nil {
 				return err

@@ -5,7 +5,7 @@
 // The statements live in sql/*.sql, one named statement per block:
 //
 //	-- name: ClaimMessages
-//	SELECT ... FROM {{schema}}.pgflow_claim($1, $2, $3, $4);
+//	SELECT ... FROM {{schema}}.pgflow_claim($1::text, $2::integer, $3::text, $4::bigint);
 //
 // Each file groups one area (publish, consume, queues, dlq, admin,
 // metrics). The consumer's statements are thin calls of the functions of

@@ -4,7 +4,9 @@
 -- the claim's asynchronous commit. Every call that touches a delivery
 -- matches (id, claim_token): each claim draws a new token, so a consumer
 -- whose lease was taken over, or whose claim was lost in a server crash,
--- cannot touch the new delivery.
+-- cannot touch the new delivery. Every parameter is cast: the SQL API
+-- (migration 7) overloads these names for one delivery at a time, and an
+-- untyped parameter could match both.
 
 -- name: ClaimMessages
 -- $1 queue, $2 how many, $3 consumer id, $4 lease in ms. Rows in no order;
@@ -12,14 +14,14 @@
 -- next_in_us (see pgflow_claim).
 SELECT id, payload, headers, priority, attempt, retry_count, created_at, visible_at,
        locked_until, claim_token, next_in_us
-FROM {{schema}}.pgflow_claim($1, $2, $3, $4);
+FROM {{schema}}.pgflow_claim($1::text, $2::integer, $3::text, $4::bigint);
 
 -- name: ClaimMessagesAfter
 -- ClaimMessages from a remembered claim-order key: $5 priority, $6
 -- visible_at, $7 id.
 SELECT id, payload, headers, priority, attempt, retry_count, created_at, visible_at,
        locked_until, claim_token, next_in_us
-FROM {{schema}}.pgflow_claim($1, $2, $3, $4, $5::smallint, $6::timestamptz, $7::bigint);
+FROM {{schema}}.pgflow_claim($1::text, $2::integer, $3::text, $4::bigint, $5::smallint, $6::timestamptz, $7::bigint);
 
 -- name: AckMessages
 -- The consumer's acknowledgements: $1 ids, $2 claim tokens. Commits without
