@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgflow-go/pgflow/internal/query"
 )
@@ -113,23 +115,27 @@ func (c *Client) ResumeQueue(ctx context.Context, queue string) error {
 	if err := c.setPaused(ctx, queue, false); err != nil {
 		return err
 	}
-	if _, err := c.pool.Exec(ctx, c.q.Get(query.Notify), c.channel, queue); err != nil {
-		c.log.Warn("pgflow: notify after resume failed; consumers resume at their next poll", "queue", queue, "err", err)
-	}
-	c.wakeLocal(queue)
+	c.wakeLocal(queue) // pgflow_resume notified the other processes
 	return nil
 }
 
+// setPaused runs pgflow_pause or pgflow_resume, the one home of a queue's
+// paused flag.
 func (c *Client) setPaused(ctx context.Context, queue string, paused bool) error {
 	if err := ValidateQueueName(queue); err != nil {
 		return err
 	}
-	tag, err := c.pool.Exec(ctx, c.q.Get(query.SetQueuePaused), queue, paused)
+	stmt := query.ResumeQueue
+	if paused {
+		stmt = query.PauseQueue
+	}
+	_, err := c.pool.Exec(ctx, c.q.Get(stmt), queue)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42704" {
+		return inputErr(ErrQueueNotFound, "queue", queue, "does not exist")
+	}
 	if err != nil {
 		return fmt.Errorf("pgflow: set queue %s paused=%v: %w", queue, paused, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return inputErr(ErrQueueNotFound, "queue", queue, "does not exist")
 	}
 	return nil
 }

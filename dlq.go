@@ -264,7 +264,6 @@ func (c *Client) RedriveDLQ(ctx context.Context, f DLQFilter, o RedriveOptions) 
 			id, messageID int64
 			queue         string
 			skip          *string
-			notified      int64
 		}
 		var got []outcome
 		// A publish committing the same dedup key between our check and our
@@ -272,12 +271,12 @@ func (c *Client) RedriveDLQ(ctx context.Context, f DLQFilter, o RedriveOptions) 
 		// next try sees the key and skips the message.
 		for try := 0; ; try++ {
 			stmtArgs := append([]any{pgx.QueryExecModeCacheDescribe}, args...)
-			stmtArgs = append(stmtArgs, chunk, after, upto, c.channel)
+			stmtArgs = append(stmtArgs, chunk, after, upto)
 			rows, err := c.pool.Query(ctx, c.q.Get(query.RedriveDLQ), stmtArgs...)
 			if err == nil {
 				got, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (outcome, error) {
 					var x outcome
-					err := r.Scan(&x.id, &x.messageID, &x.queue, &x.skip, &x.notified)
+					err := r.Scan(&x.id, &x.messageID, &x.queue, &x.skip)
 					return x, err
 				})
 			}

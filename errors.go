@@ -16,6 +16,9 @@ var (
 	ErrNegativeDelay    = errors.New("pgflow: negative delay")
 	ErrQueueNotFound    = errors.New("pgflow: queue not found")
 	ErrInvalidConfig    = errors.New("pgflow: invalid configuration")
+	// ErrNoSubscribers: PublishTopic to a topic no queue subscribes to
+	// (pgflow_publish's SQLSTATE PF001), unless AllowNoSubscribers.
+	ErrNoSubscribers = errors.New("pgflow: topic has no subscribers")
 
 	// ErrLeaseLost is the cause of a handler's context when its lease was
 	// taken over (it expired and another consumer claimed the message), and

@@ -84,8 +84,8 @@ func TestExplainOpsQueries(t *testing.T) {
 		{"ListDLQ priority 10", query.ListDLQ, []any{nil, nil, nil, nil, nil, prio10, 100, nil, nil}},
 		{"ListDLQ by ids", query.ListDLQ, []any{[]int64{5, 500, 500000}, nil, nil, nil, nil, nil, 100, nil, nil}},
 		{"CountDLQ queue q5", query.CountDLQ, []any{nil, "q5", nil, nil, nil, nil}},
-		{"RedriveDLQ chunk of queue q5", query.RedriveDLQ, []any{nil, "q5", nil, nil, nil, nil, 500, int64(0), maxID, c.channel}},
-		{"RedriveDLQ one id", query.RedriveDLQ, []any{[]int64{777}, nil, nil, nil, nil, nil, 500, int64(0), maxID, c.channel}},
+		{"RedriveDLQ chunk of queue q5", query.RedriveDLQ, []any{nil, "q5", nil, nil, nil, nil, 500, int64(0), maxID}},
+		{"RedriveDLQ one id", query.RedriveDLQ, []any{[]int64{777}, nil, nil, nil, nil, nil, 500, int64(0), maxID}},
 		{"PurgeDLQ chunk, all", query.PurgeDLQ, []any{nil, nil, nil, nil, nil, nil, 500, int64(0), maxID}},
 	}
 	var summary []string

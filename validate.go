@@ -68,7 +68,9 @@ type publishOptions struct {
 	visibleAt *time.Time
 	dedupKey  *string
 	headers   map[string]string
-	err       error
+	// allowNoSubscribers: PublishTopic only (AllowNoSubscribers).
+	allowNoSubscribers bool
+	err                error
 }
 
 // PublishOption changes how one message is published.

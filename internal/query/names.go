@@ -7,7 +7,8 @@ const (
 	UpdateQueue          = "UpdateQueue"
 	GetQueue             = "GetQueue"
 	ListQueueDefinitions = "ListQueueDefinitions"
-	SetQueuePaused       = "SetQueuePaused"
+	PauseQueue           = "PauseQueue"
+	ResumeQueue          = "ResumeQueue"
 	Notify               = "Notify"
 	NotifySettings       = "NotifySettings"
 

@@ -362,3 +362,494 @@ BEGIN
     RETURN true;
 END
 $$;
+
+-- Fan-out topics: a topic is a name that queues subscribe to; publishing to
+-- it writes one message per subscribed queue, each then with its own
+-- retries and DLQ. A queue's subscriptions go with it.
+CREATE TABLE {{schema}}.pgflow_topic_subscriptions (
+    topic      text        NOT NULL,
+    queue_name text        NOT NULL REFERENCES {{schema}}.pgflow_queues (queue_name) ON DELETE CASCADE,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (topic, queue_name)
+);
+
+CREATE INDEX pgflow_topic_subscriptions_queue_idx ON {{schema}}.pgflow_topic_subscriptions (queue_name);
+
+-- Queue and topic names have one form (Go's QueueNamePattern).
+CREATE FUNCTION {{schema}}.pgflow_api_check_name(p_argument text, p_name text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF p_name IS NULL OR p_name !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$' THEN
+        PERFORM {{schema}}.pgflow_api_invalid(p_argument, coalesce(quote_literal(p_name), 'NULL') ||
+            ': want 1-128 characters of [A-Za-z0-9_.:-], starting with a letter, digit or ''_''');
+    END IF;
+END
+$$;
+
+-- Subscribes queue (created if missing) to topic. True when the
+-- subscription is new.
+CREATE FUNCTION {{schema}}.pgflow_subscribe(topic text, queue text)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM {{schema}}.pgflow_api_check_name('topic', pgflow_subscribe.topic);
+    PERFORM {{schema}}.pgflow_api_check_name('queue', pgflow_subscribe.queue);
+    PERFORM {{schema}}.pgflow_api_queue(pgflow_subscribe.queue);
+    INSERT INTO {{schema}}.pgflow_topic_subscriptions (topic, queue_name)
+    VALUES (pgflow_subscribe.topic, pgflow_subscribe.queue)
+    ON CONFLICT DO NOTHING;
+    RETURN FOUND;
+END
+$$;
+
+-- Ends a subscription. True when there was one. Messages already published
+-- to the queue stay.
+CREATE FUNCTION {{schema}}.pgflow_unsubscribe(topic text, queue text)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM {{schema}}.pgflow_api_check_name('topic', pgflow_unsubscribe.topic);
+    PERFORM {{schema}}.pgflow_api_check_name('queue', pgflow_unsubscribe.queue);
+    DELETE FROM {{schema}}.pgflow_topic_subscriptions s
+    WHERE s.topic = pgflow_unsubscribe.topic AND s.queue_name = pgflow_unsubscribe.queue;
+    RETURN FOUND;
+END
+$$;
+
+-- Publishes one message to every queue subscribed to topic, in one
+-- statement (and so in the caller's transaction): all of them or none.
+-- Returns each queue with its message's id, by queue name. Without a
+-- subscriber it raises SQLSTATE PF001 unless allow_no_subscribers, which
+-- returns no row instead. priority NULL: each queue's default; visible_at,
+-- when given, wins over delay_ms (a time in the past means now).
+CREATE FUNCTION {{schema}}.pgflow_publish(topic text, payload jsonb, headers jsonb DEFAULT '{}',
+                                          priority integer DEFAULT NULL, delay_ms bigint DEFAULT 0,
+                                          allow_no_subscribers boolean DEFAULT false,
+                                          visible_at timestamptz DEFAULT NULL)
+RETURNS TABLE (queue text, id bigint)
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_topic text := pgflow_publish.topic;
+    v_headers jsonb;
+    r record;
+    v_n integer := 0;
+BEGIN
+    PERFORM {{schema}}.pgflow_api_check_name('topic', v_topic);
+    -- The queue name checked here is a stand-in: subscribed queues are valid.
+    v_headers := {{schema}}.pgflow_api_check('_', pgflow_publish.payload, pgflow_publish.headers,
+                                              pgflow_publish.priority, pgflow_publish.delay_ms);
+    FOR r IN
+        WITH ins AS (
+            INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at)
+            SELECT s.queue_name, pgflow_publish.payload, v_headers,
+                   coalesce(pgflow_publish.priority::smallint, q.priority),
+                   coalesce(pgflow_publish.visible_at, now() + pgflow_publish.delay_ms * interval '1 millisecond')
+            FROM {{schema}}.pgflow_topic_subscriptions s
+            JOIN {{schema}}.pgflow_queues q ON q.queue_name = s.queue_name
+            WHERE s.topic = v_topic
+            ORDER BY s.queue_name
+            RETURNING queue_name, id
+        )
+        SELECT ins.queue_name, ins.id FROM ins ORDER BY ins.queue_name
+    LOOP
+        queue := r.queue_name;
+        id := r.id;
+        v_n := v_n + 1;
+        RETURN NEXT;
+        PERFORM {{schema}}.pgflow_api_notify(r.queue_name);
+    END LOOP;
+    IF v_n = 0 AND NOT coalesce(pgflow_publish.allow_no_subscribers, false) THEN
+        RAISE EXCEPTION 'pgflow: topic % has no subscribers; nothing was published', quote_literal(v_topic)
+            USING ERRCODE = 'PF001',
+                  HINT = 'subscribe a queue with pgflow_subscribe(topic, queue), or pass allow_no_subscribers => true';
+    END IF;
+END
+$$;
+
+-- Admin. A queue that does not exist raises SQLSTATE 42704
+-- (undefined_object).
+CREATE FUNCTION {{schema}}.pgflow_api_queue_must_exist(p_queue text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RAISE EXCEPTION 'pgflow: queue % does not exist', quote_literal(p_queue) USING ERRCODE = 'undefined_object';
+END
+$$;
+
+-- Stops claiming from queue on every consumer (Go and SQL). True when it
+-- was running.
+CREATE FUNCTION {{schema}}.pgflow_pause(queue text)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_was boolean;
+BEGIN
+    PERFORM {{schema}}.pgflow_api_check_name('queue', pgflow_pause.queue);
+    SELECT q.paused INTO v_was FROM {{schema}}.pgflow_queues q WHERE q.queue_name = pgflow_pause.queue FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM {{schema}}.pgflow_api_queue_must_exist(pgflow_pause.queue);
+    END IF;
+    UPDATE {{schema}}.pgflow_queues q SET paused = true, updated_at = now() WHERE q.queue_name = pgflow_pause.queue;
+    RETURN NOT v_was;
+END
+$$;
+
+-- Lets consumers claim from queue again and wakes them. True when it was
+-- paused.
+CREATE FUNCTION {{schema}}.pgflow_resume(queue text)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_was boolean;
+BEGIN
+    PERFORM {{schema}}.pgflow_api_check_name('queue', pgflow_resume.queue);
+    SELECT q.paused INTO v_was FROM {{schema}}.pgflow_queues q WHERE q.queue_name = pgflow_resume.queue FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM {{schema}}.pgflow_api_queue_must_exist(pgflow_resume.queue);
+    END IF;
+    UPDATE {{schema}}.pgflow_queues q SET paused = false, updated_at = now() WHERE q.queue_name = pgflow_resume.queue;
+    PERFORM {{schema}}.pgflow_api_notify(pgflow_resume.queue);
+    RETURN v_was;
+END
+$$;
+
+-- One chunk of a DLQ redrive: the one home of moving a dead letter back,
+-- called by Go's RedriveDLQ chunk by chunk and by pgflow_dlq_redrive.
+-- Filters (NULL: none): p_ids, p_queue, dead-lettered in [p_from, p_to),
+-- ILIKE p_error on the last error, p_priority; DLQ ids in (p_after,
+-- p_upto], at most p_limit. Each picked row is deleted from pgflow_dlq and
+-- inserted into pgflow_messages together, or neither: the message gets its
+-- original id and created_at back, starts fresh (pending, visible now,
+-- retry_count 0, attempt 0) and keeps its error history. A row is skipped,
+-- and stays, when its id is live again (id_live), its dedup key is held by
+-- a live message (dedup_key_live), or an older row of the chunk has the
+-- same dedup key (dedup_key_duplicate). Returns every picked row with its
+-- outcome (skip NULL: redriven). Run as a one-shot statement (EXECUTE), so
+-- it is planned for the filters actually given.
+CREATE FUNCTION {{schema}}.pgflow_dlq_redrive_chunk(p_ids bigint[], p_queue text, p_from timestamptz,
+                                                    p_to timestamptz, p_error text, p_priority smallint,
+                                                    p_limit integer, p_after bigint, p_upto bigint)
+RETURNS TABLE (id bigint, message_id bigint, queue_name text, skip text)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN EXECUTE $q$
+        WITH pick AS (
+            SELECT d.id
+            FROM {{schema}}.pgflow_dlq d
+            WHERE ($1::bigint[] IS NULL OR d.id = ANY($1::bigint[]))
+              AND ($2::text IS NULL OR d.queue_name = $2)
+              AND ($3::timestamptz IS NULL OR d.created_at >= $3)
+              AND ($4::timestamptz IS NULL OR d.created_at < $4)
+              AND ($5::text IS NULL OR d.error ILIKE $5)
+              AND ($6::smallint IS NULL OR d.priority = $6)
+              AND d.id > $8::bigint AND d.id <= $9::bigint
+            ORDER BY d.id
+            LIMIT $7
+            FOR UPDATE SKIP LOCKED
+        ), cand AS (
+            SELECT d.id, d.message_id, d.queue_name,
+                   CASE
+                       WHEN EXISTS (SELECT 1 FROM {{schema}}.pgflow_messages m WHERE m.id = d.message_id)
+                           THEN 'id_live'
+                       WHEN d.dedup_key IS NOT NULL AND EXISTS (
+                                SELECT 1 FROM {{schema}}.pgflow_messages m
+                                WHERE m.queue_name = d.queue_name AND m.dedup_key = d.dedup_key)
+                           THEN 'dedup_key_live'
+                       WHEN d.dedup_key IS NOT NULL
+                            AND row_number() OVER (PARTITION BY d.queue_name, d.dedup_key ORDER BY d.id) > 1
+                           THEN 'dedup_key_duplicate'
+                   END AS skip
+            FROM {{schema}}.pgflow_dlq d
+            JOIN pick p ON p.id = d.id
+        ), moved AS (
+            DELETE FROM {{schema}}.pgflow_dlq d
+            USING cand c
+            WHERE d.id = c.id AND c.skip IS NULL
+            RETURNING d.message_id, d.queue_name, d.payload, d.headers, d.priority, d.dedup_key,
+                      d.errors, d.message_created_at
+        ), ins AS (
+            INSERT INTO {{schema}}.pgflow_messages
+                (id, queue_name, payload, headers, priority, dedup_key, errors, created_at,
+                 status, retry_count, attempt, visible_at)
+            SELECT mv.message_id, mv.queue_name, mv.payload, mv.headers, mv.priority, mv.dedup_key,
+                   mv.errors, mv.message_created_at, 'pending', 0, 0, now()
+            FROM moved mv
+            RETURNING queue_name
+        ), woke AS (
+            SELECT pg_notify('pgflow.' || btrim('{{schema}}', '"'), w.queue_name)
+            FROM (SELECT DISTINCT queue_name FROM ins) w
+        )
+        SELECT c.id, c.message_id, c.queue_name, c.skip, (SELECT count(*) FROM woke) AS notified
+        FROM cand c
+        ORDER BY c.id
+    $q$ USING p_ids, p_queue, p_from, p_to, p_error, p_priority, p_limit, p_after, p_upto
+    LOOP
+        id := r.id;
+        message_id := r.message_id;
+        queue_name := r.queue_name;
+        skip := r.skip;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- One chunk of a DLQ purge (filters and bounds as pgflow_dlq_redrive_chunk):
+-- the one home of deleting dead letters. Returns the deleted rows' id and
+-- queue.
+CREATE FUNCTION {{schema}}.pgflow_dlq_purge_chunk(p_ids bigint[], p_queue text, p_from timestamptz,
+                                                  p_to timestamptz, p_error text, p_priority smallint,
+                                                  p_limit integer, p_after bigint, p_upto bigint)
+RETURNS TABLE (id bigint, queue_name text)
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE $q$
+        WITH pick AS (
+            SELECT d.id
+            FROM {{schema}}.pgflow_dlq d
+            WHERE ($1::bigint[] IS NULL OR d.id = ANY($1::bigint[]))
+              AND ($2::text IS NULL OR d.queue_name = $2)
+              AND ($3::timestamptz IS NULL OR d.created_at >= $3)
+              AND ($4::timestamptz IS NULL OR d.created_at < $4)
+              AND ($5::text IS NULL OR d.error ILIKE $5)
+              AND ($6::smallint IS NULL OR d.priority = $6)
+              AND d.id > $8::bigint AND d.id <= $9::bigint
+            ORDER BY d.id
+            LIMIT $7
+            FOR UPDATE SKIP LOCKED
+        )
+        DELETE FROM {{schema}}.pgflow_dlq d
+        USING pick p
+        WHERE d.id = p.id
+        RETURNING d.id, d.queue_name
+    $q$ USING p_ids, p_queue, p_from, p_to, p_error, p_priority, p_limit, p_after, p_upto;
+END
+$$;
+
+-- Moves dead letters of queue (all of them, or those of ids) back to it,
+-- in chunks of 1,000 committed with the caller's transaction. Only rows in
+-- the DLQ when the call starts are considered. queue NULL with ids: those
+-- ids from any queue. Returns how many moved; rows skipped (see
+-- pgflow_dlq_redrive_chunk) stay in the DLQ.
+CREATE FUNCTION {{schema}}.pgflow_dlq_redrive(queue text, ids bigint[] DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_upto bigint;
+    v_after bigint := 0;
+    v_n integer := 0;
+    v_moved integer;
+    v_got integer;
+    v_max bigint;
+BEGIN
+    IF pgflow_dlq_redrive.queue IS NULL AND pgflow_dlq_redrive.ids IS NULL THEN
+        PERFORM {{schema}}.pgflow_api_invalid('queue', 'is NULL and so are ids; name a queue or the DLQ ids to redrive');
+    END IF;
+    IF pgflow_dlq_redrive.queue IS NOT NULL THEN
+        PERFORM {{schema}}.pgflow_api_check_name('queue', pgflow_dlq_redrive.queue);
+    END IF;
+    SELECT coalesce(max(d.id), 0) INTO v_upto FROM {{schema}}.pgflow_dlq d;
+    LOOP
+        -- A publish committing the same dedup key between the chunk's
+        -- check and its insert fails the chunk as a whole (nothing moved);
+        -- the next try sees the key and skips the message.
+        FOR v_try IN 1..4 LOOP
+            BEGIN
+                SELECT count(*) FILTER (WHERE c.skip IS NULL), count(*), max(c.id) INTO v_moved, v_got, v_max
+                FROM {{schema}}.pgflow_dlq_redrive_chunk(pgflow_dlq_redrive.ids, pgflow_dlq_redrive.queue,
+                         NULL, NULL, NULL, NULL, 1000, v_after, v_upto) c;
+                EXIT;
+            EXCEPTION WHEN unique_violation THEN
+                IF v_try = 4 THEN
+                    RAISE;
+                END IF;
+            END;
+        END LOOP;
+        v_n := v_n + v_moved;
+        EXIT WHEN v_got < 1000;
+        v_after := v_max;
+    END LOOP;
+    RETURN v_n;
+END
+$$;
+
+-- Deletes dead letters of queue (all of them, or those of ids) for good, in
+-- chunks as pgflow_dlq_redrive. queue NULL with ids: those ids from any
+-- queue. Returns how many were deleted.
+CREATE FUNCTION {{schema}}.pgflow_dlq_purge(queue text, ids bigint[] DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_upto bigint;
+    v_after bigint := 0;
+    v_n integer := 0;
+    v_got integer;
+    v_max bigint;
+BEGIN
+    IF pgflow_dlq_purge.queue IS NULL AND pgflow_dlq_purge.ids IS NULL THEN
+        PERFORM {{schema}}.pgflow_api_invalid('queue', 'is NULL and so are ids; name a queue or the DLQ ids to purge');
+    END IF;
+    IF pgflow_dlq_purge.queue IS NOT NULL THEN
+        PERFORM {{schema}}.pgflow_api_check_name('queue', pgflow_dlq_purge.queue);
+    END IF;
+    SELECT coalesce(max(d.id), 0) INTO v_upto FROM {{schema}}.pgflow_dlq d;
+    LOOP
+        SELECT count(*), max(c.id) INTO v_got, v_max
+        FROM {{schema}}.pgflow_dlq_purge_chunk(pgflow_dlq_purge.ids, pgflow_dlq_purge.queue,
+                 NULL, NULL, NULL, NULL, 1000, v_after, v_upto) c;
+        v_n := v_n + v_got;
+        EXIT WHEN v_got < 1000;
+        v_after := v_max;
+    END LOOP;
+    RETURN v_n;
+END
+$$;
+
+-- Queue statistics: the live part (one row per queue in pgflow_queues, by
+-- state) and the dead-letter part, one function each, so the Go client runs
+-- them on two connections at once and pgflow_queue_stats joins them. Each
+-- statement is a one-shot EXECUTE, planned for the queue actually given.
+--
+-- $1 queue (NULL: every queue). One row per queue in pgflow_queues: the
+-- counts of its live messages by state (ready: pending and visible now;
+-- delayed: pending, visible later, never failed; retrying: pending, backing
+-- off after a failure), the oldest ready message's age, the consumers holding
+-- leases and the per-minute counters of the last hour. The dead-letter part
+-- is QueueDLQStats, read on another connection at the same time: with a
+-- large queue and a large DLQ the two index scans then take max(a, b)
+-- instead of a + b.
+-- The pending part evaluates one filter per row instead of three (ready is
+-- total - later; the smallest visible_at is the oldest ready one when it
+-- is not in the future): a third less time over a million rows.
+CREATE FUNCTION {{schema}}.pgflow_queue_stats_live(p_queue text)
+RETURNS TABLE (queue text, paused boolean, max_retries integer, ready bigint, delayed bigint, retrying bigint,
+               in_flight bigint, oldest_ready_s float8, consumers text[],
+               handled_1m bigint, failed_1m bigint, dead_lettered_1m bigint,
+               handled_5m bigint, failed_5m bigint, dead_lettered_5m bigint,
+               handled_1h bigint, failed_1h bigint, dead_lettered_1h bigint, at timestamptz)
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE $q$
+        WITH pend AS (
+            SELECT m.queue_name,
+                   count(*) AS total,
+                   count(*) FILTER (WHERE m.visible_at > now()) AS later,
+                   min(m.visible_at) AS oldest
+            FROM {{schema}}.pgflow_messages m
+            WHERE m.status = 'pending' AND ($1::text IS NULL OR m.queue_name = $1)
+            GROUP BY m.queue_name
+        ), retrying AS (
+            SELECT m.queue_name, count(*) AS n
+            FROM {{schema}}.pgflow_messages m
+            WHERE m.status = 'pending' AND m.visible_at > now() AND m.retry_count > 0
+              AND ($1::text IS NULL OR m.queue_name = $1)
+            GROUP BY m.queue_name
+        ), leased AS (
+            SELECT m.queue_name, count(*) AS n,
+                   array_agg(DISTINCT m.locked_by) FILTER (WHERE m.locked_by IS NOT NULL) AS consumers
+            FROM {{schema}}.pgflow_messages m
+            WHERE m.status = 'processing' AND ($1::text IS NULL OR m.queue_name = $1)
+            GROUP BY m.queue_name
+        ), win AS (
+            SELECT s.queue_name,
+                   sum(s.handled)       FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '1 minute')  AS handled_1m,
+                   sum(s.failed)        FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '1 minute')  AS failed_1m,
+                   sum(s.dead_lettered) FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '1 minute')  AS dead_1m,
+                   sum(s.handled)       FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '5 minutes') AS handled_5m,
+                   sum(s.failed)        FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '5 minutes') AS failed_5m,
+                   sum(s.dead_lettered) FILTER (WHERE s.bucket >= date_trunc('minute', now()) - interval '5 minutes') AS dead_5m,
+                   sum(s.handled)  AS handled_1h,
+                   sum(s.failed)   AS failed_1h,
+                   sum(s.dead_lettered) AS dead_1h
+            FROM {{schema}}.pgflow_queue_stats s
+            WHERE ($1::text IS NULL OR s.queue_name = $1)
+              AND s.bucket >= date_trunc('minute', now()) - interval '1 hour'
+            GROUP BY s.queue_name
+        )
+        SELECT q.queue_name, q.paused, q.max_retries,
+               coalesce(p.total - p.later, 0), coalesce(p.later, 0) - coalesce(r.n, 0), coalesce(r.n, 0), coalesce(l.n, 0),
+               CASE WHEN p.oldest <= now() THEN extract(epoch FROM now() - p.oldest) ELSE 0 END::float8 AS oldest_ready_s,
+               coalesce(l.consumers, '{}'),
+               coalesce(w.handled_1m, 0)::bigint, coalesce(w.failed_1m, 0)::bigint, coalesce(w.dead_1m, 0)::bigint,
+               coalesce(w.handled_5m, 0)::bigint, coalesce(w.failed_5m, 0)::bigint, coalesce(w.dead_5m, 0)::bigint,
+               coalesce(w.handled_1h, 0)::bigint, coalesce(w.failed_1h, 0)::bigint, coalesce(w.dead_1h, 0)::bigint,
+               now()
+        FROM {{schema}}.pgflow_queues q
+        LEFT JOIN pend p ON p.queue_name = q.queue_name
+        LEFT JOIN retrying r ON r.queue_name = q.queue_name
+        LEFT JOIN leased l ON l.queue_name = q.queue_name
+        LEFT JOIN win w ON w.queue_name = q.queue_name
+        WHERE ($1::text IS NULL OR q.queue_name = $1)
+        ORDER BY q.queue_name
+    $q$ USING p_queue;
+END
+$$;
+
+-- Each queue's dead-letter count and newest dead-lettering time, in one
+-- index-only scan of pgflow_dlq_queue_created_idx. $1 queue or NULL.
+CREATE FUNCTION {{schema}}.pgflow_queue_stats_dlq(p_queue text)
+RETURNS TABLE (queue text, dead_letters bigint, last_dead_lettered_at timestamptz)
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE $q$
+        SELECT d.queue_name, count(*), max(d.created_at)
+        FROM {{schema}}.pgflow_dlq d
+        WHERE ($1::text IS NULL OR d.queue_name = $1)
+        GROUP BY d.queue_name
+    $q$ USING p_queue;
+END
+$$;
+
+-- Every queue's counts (or queue's): Go's QueueStats as one row per queue.
+-- ready, delayed (published with a delay), retrying (backing off) and
+-- in_flight (leased) messages; the oldest ready message's age; the
+-- consumers holding leases; handled, failed and dead-lettered deliveries
+-- over the last 1 min, 5 min and 1 h (as counted by Go clients: the SQL
+-- API's acknowledgements are not counted); the DLQ size and newest
+-- dead-lettering. Index scans over sequential ones and no parallel workers,
+-- as the Go client reads them.
+CREATE FUNCTION {{schema}}.pgflow_queue_stats(queue text DEFAULT NULL)
+RETURNS TABLE (queue_name text, paused boolean, max_retries integer, ready bigint, delayed bigint, retrying bigint,
+               in_flight bigint, oldest_ready_s float8, consumers text[],
+               handled_1m bigint, failed_1m bigint, dead_lettered_1m bigint,
+               handled_5m bigint, failed_5m bigint, dead_lettered_5m bigint,
+               handled_1h bigint, failed_1h bigint, dead_lettered_1h bigint,
+               dead_letters bigint, last_dead_lettered_at timestamptz, at timestamptz)
+LANGUAGE plpgsql
+SET enable_seqscan = off
+SET max_parallel_workers_per_gather = 0
+AS $$
+BEGIN
+    IF pgflow_queue_stats.queue IS NOT NULL THEN
+        PERFORM {{schema}}.pgflow_api_check_name('queue', pgflow_queue_stats.queue);
+    END IF;
+    RETURN QUERY
+    SELECT l.queue, l.paused, l.max_retries, l.ready, l.delayed, l.retrying, l.in_flight, l.oldest_ready_s,
+           l.consumers, l.handled_1m, l.failed_1m, l.dead_lettered_1m, l.handled_5m, l.failed_5m,
+           l.dead_lettered_5m, l.handled_1h, l.failed_1h, l.dead_lettered_1h,
+           coalesce(d.dead_letters, 0), d.last_dead_lettered_at, l.at
+    FROM {{schema}}.pgflow_queue_stats_live(pgflow_queue_stats.queue) l
+    LEFT JOIN {{schema}}.pgflow_queue_stats_dlq(pgflow_queue_stats.queue) d ON d.queue = l.queue
+    ORDER BY l.queue;
+END
+$$;

@@ -46,10 +46,14 @@ SELECT queue_name, max_retries, retry_delay_ms, max_retry_delay_ms, lease_ms, pr
 FROM {{schema}}.pgflow_queues
 ORDER BY queue_name;
 
--- name: SetQueuePaused
-UPDATE {{schema}}.pgflow_queues SET paused = $2, updated_at = now()
-WHERE queue_name = $1
-RETURNING queue_name;
+-- name: PauseQueue
+-- pgflow_pause: raises SQLSTATE 42704 when the queue does not exist.
+SELECT {{schema}}.pgflow_pause($1::text);
+
+-- name: ResumeQueue
+-- pgflow_resume: raises SQLSTATE 42704 when the queue does not exist;
+-- notifies the queue's consumers.
+SELECT {{schema}}.pgflow_resume($1::text);
 
 -- name: Notify
 SELECT pg_notify($1, $2);
