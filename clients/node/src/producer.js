@@ -70,10 +70,20 @@ export class Producer {
     return res.rows.map((r) => ({ queue: r.queue, id: r.id }));
   }
 
-  // subscribe makes queue receive every later publish to topic.
+  // subscribe makes queue (created if missing) receive every later publish
+  // to topic. Returns true when the subscription is new.
   async subscribe(topic, queue, { client } = {}) {
-    await (client ?? this.#pool).query(
-      `SELECT ${this.#s}.pgflow_subscribe($1::text, $2::text)`, [checkQueue(topic, 'topic'), checkQueue(queue)]);
+    const r = await (client ?? this.#pool).query(
+      `SELECT ${this.#s}.pgflow_subscribe($1::text, $2::text) AS created`, [checkQueue(topic, 'topic'), checkQueue(queue)]);
+    return r.rows[0].created;
+  }
+
+  // unsubscribe ends a subscription; messages already published stay.
+  // Returns true when there was one.
+  async unsubscribe(topic, queue, { client } = {}) {
+    const r = await (client ?? this.#pool).query(
+      `SELECT ${this.#s}.pgflow_unsubscribe($1::text, $2::text) AS removed`, [checkQueue(topic, 'topic'), checkQueue(queue)]);
+    return r.rows[0].removed;
   }
 
   // end closes the producer's own pool (a pool passed in stays open).

@@ -74,7 +74,8 @@ describe('Producer', () => {
   test('publish delivers to every subscribed queue, atomically with the transaction', async () => {
     const topic = queueName('topic');
     const queues = [queueName('sub'), queueName('sub'), queueName('sub')];
-    for (const q of queues) await producer.subscribe(topic, q);
+    for (const q of queues) assert.equal(await producer.subscribe(topic, q), true);
+    assert.equal(await producer.subscribe(topic, queues[0]), false, 'already subscribed');
     const out = await producer.publish(topic, { profile: 'safe' }, { headers: { traceparent: 't1' } });
     assert.deepEqual(out.map((o) => o.queue).sort(), [...queues].sort());
     for (const q of queues) {
@@ -93,6 +94,9 @@ describe('Producer', () => {
       client.release();
     }
     for (const q of queues) assert.equal((await rows(q)).length, 1, `${q} got the rolled-back publish`);
+    assert.equal(await producer.unsubscribe(topic, queues[0]), true);
+    assert.equal(await producer.unsubscribe(topic, queues[0]), false);
+    assert.deepEqual((await producer.publish(topic, { n: 2 })).map((o) => o.queue).sort(), queues.slice(1).sort());
   });
 
   test('publish to a topic without subscribers fails unless allowed', async () => {

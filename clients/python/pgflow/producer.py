@@ -79,9 +79,16 @@ class Producer:
         return [(r[0], r[1]) for r in rows]
 
     def subscribe(self, topic, queue, *, conn=None):
-        """Makes queue receive every later publish to topic."""
-        self._execute(conn, "SELECT %s.pgflow_subscribe(%%s::text, %%s::text)" % self._s,
-                      (_check.queue(topic, "topic"), _check.queue(queue)))
+        """Makes queue (created if missing) receive every later publish to
+        topic. Returns True when the subscription is new."""
+        return self._execute(conn, "SELECT %s.pgflow_subscribe(%%s::text, %%s::text)" % self._s,
+                             (_check.queue(topic, "topic"), _check.queue(queue)))[0][0]
+
+    def unsubscribe(self, topic, queue, *, conn=None):
+        """Ends a subscription; messages already published stay. Returns True
+        when there was one."""
+        return self._execute(conn, "SELECT %s.pgflow_unsubscribe(%%s::text, %%s::text)" % self._s,
+                             (_check.queue(topic, "topic"), _check.queue(queue)))[0][0]
 
     def close(self):
         """Closes the producer's own connection (a connection passed in

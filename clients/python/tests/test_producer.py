@@ -54,7 +54,8 @@ class ProducerTest(SchemaTest):
         topic = queue_name("topic")
         queues = sorted(queue_name("sub") for _ in range(3))
         for q in queues:
-            self.p.subscribe(topic, q)
+            self.assertIs(self.p.subscribe(topic, q), True)
+        self.assertIs(self.p.subscribe(topic, queues[0]), False, "already subscribed")
         out = self.p.publish(topic, {"profile": "safe"}, headers={"traceparent": "t1"})
         self.assertEqual(sorted(q for q, _ in out), queues)
         for q, mid in out:
@@ -65,6 +66,9 @@ class ProducerTest(SchemaTest):
             conn.rollback()
         for q in queues:
             self.assertEqual(len(self.msgs(q)), 1)
+        self.assertIs(self.p.unsubscribe(topic, queues[0]), True)
+        self.assertIs(self.p.unsubscribe(topic, queues[0]), False)
+        self.assertEqual(sorted(q for q, _ in self.p.publish(topic, {"n": 2})), queues[1:])
 
     def test_publish_without_subscribers(self):
         topic = queue_name("lonely")
