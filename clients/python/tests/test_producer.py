@@ -48,7 +48,16 @@ class ProducerTest(SchemaTest):
             mid = self.p.send(q, {"kept": True}, conn=conn)
             self.assertEqual(self.msgs(q), [], "not visible before commit")
             conn.commit()
-        self.assertEqual([r[0] for r in self.msgs(q)], [mid])
+            # A producer on the caller's connection: its sends join the
+            # connection's transaction too.
+            on_conn = Producer(conn=conn, schema=self.schema)
+            on_conn.send(q, {"gone": True})
+            conn.rollback()
+            kept = on_conn.send(q, {"kept": True})
+            conn.commit()
+            on_conn.close()
+            self.assertFalse(conn.closed, "close leaves the caller's connection open")
+        self.assertEqual([r[0] for r in self.msgs(q)], [mid, kept])
 
     def test_publish_reaches_every_subscriber_atomically(self):
         topic = queue_name("topic")

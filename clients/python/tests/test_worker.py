@@ -34,6 +34,16 @@ class WorkerTest(SchemaTest):
         self.assertIsInstance(m.claim_token, int)
         self.assertEqual(self.live(q), [])
 
+    def test_with_block_starts_and_stops(self):
+        q = queue_name()
+        ids = self.p.send_batch(q, [1, 2])
+        outcomes = Outcomes()
+        with Worker(DATABASE_URL, q, lambda m: None, schema=self.schema, on_settle=outcomes, listen=False,
+                    poll_interval_ms=50) as w:
+            self.assertEqual(sorted(o[0] for o in outcomes.wait(2)), ids)
+        self.assertEqual(w.stop(), StopResult(released=0, abandoned=0))
+        self.assertEqual(self.live(q), [])
+
     def test_notify_wakes_idle_worker(self):
         q = queue_name()
         # A ten-minute poll interval: only the send's NOTIFY can wake the
