@@ -1,7 +1,8 @@
 // Package interop tests that Go, Node and Python services share pgflow
 // queues: a Go producer, a Node consumer that sends each message on, a
 // Python consumer that sends it on again, and a Go consumer at the end,
-// each a real process on the real server.
+// each a real process on the real server. The hops forward and acknowledge
+// in one transaction (ackTx, ack_tx).
 //
 // # Running
 //

@@ -1,7 +1,8 @@
 """The interoperability test's Python hop: consumes FROM with the Python
 client and sends each message on to TO with its headers unchanged, adding
-"python" to payload["hops"]. Prints "ready" once started and "stopped
-<released> <abandoned>" after a graceful stop on SIGTERM."""
+"python" to payload["hops"], in one transaction with the acknowledgement.
+Prints "ready" once started and "stopped <released> <abandoned>" after a
+graceful stop on SIGTERM."""
 
 import os
 import signal
@@ -10,17 +11,24 @@ import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
 
+import psycopg  # noqa: E402
+
 from pgflow import Producer, Worker  # noqa: E402
 
 url, schema, src, dst = (os.environ[k] for k in ("PGFLOW_URL", "PGFLOW_SCHEMA", "FROM", "TO"))
 producer = Producer(url, schema=schema)
+local = threading.local()
 
 
 def relay(m):
-    # The dedup key keeps a redelivery from sending a second copy while the
-    # first is still queued.
-    producer.send(dst, dict(m.payload, hops=m.payload["hops"] + ["python"]), headers=m.headers,
-                  dedup_key="relay:%s:%d" % (src, m.id))
+    # The send and the acknowledgement commit together: a crash or a lost
+    # lease cannot forward a message twice. One connection per handler
+    # thread.
+    if getattr(local, "conn", None) is None or local.conn.closed:
+        local.conn = psycopg.connect(url)
+    with local.conn.transaction():
+        producer.send(dst, dict(m.payload, hops=m.payload["hops"] + ["python"]), headers=m.headers, conn=local.conn)
+        worker.ack_tx(local.conn, m)
 
 
 stop = threading.Event()

@@ -23,6 +23,16 @@ export class RetryAfterError extends Error {
   }
 }
 
+// LeaseLostError: an acknowledgement in the caller's transaction (ackTx)
+// found that this delivery no longer holds the message; roll back.
+export class LeaseLostError extends Error {
+  constructor(id) {
+    super(`pgflow: the lease of message ${id} was lost; it goes to another delivery`);
+    this.name = 'LeaseLostError';
+    this.messageId = id;
+  }
+}
+
 // InputError reports an argument pgflow refused before writing anything.
 export class InputError extends Error {
   constructor(field, message) {

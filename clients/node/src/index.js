@@ -2,4 +2,4 @@
 // and Python services, through pgflow's SQL functions.
 export { Producer } from './producer.js';
 export { Worker, Message } from './worker.js';
-export { PermanentError, RetryAfterError, InputError } from './errors.js';
+export { PermanentError, RetryAfterError, InputError, LeaseLostError } from './errors.js';

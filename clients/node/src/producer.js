@@ -21,6 +21,10 @@ export class Producer {
     ({ pool: this.#pool, owned: this.#owned } = openPool({ pool, connectionString, poolSize }));
   }
 
+  // pool is the pg.Pool the producer sends through (its own, or yours): take
+  // a client from it for a transaction of yours.
+  get pool() { return this.#pool; }
+
   // send writes one message and returns its id (a string: ids are bigints).
   // options: headers (object of strings), priority (NULL: the queue's),
   // delayMs, dedupKey (while a message with the same key is queued or in

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 
 import { openPool } from './db.js';
-import { InputError, failure } from './errors.js';
+import { InputError, LeaseLostError, failure } from './errors.js';
 import { channelFor, checkPositiveInt, checkQueue, quotedSchema } from './names.js';
 
 // Message is one delivery. id and claimToken are strings (bigints kept exact).
@@ -127,6 +127,30 @@ export class Worker {
 
   get consumerId() { return this.#consumer; }
 
+  // ackTx acknowledges a message in the caller's transaction (client: a pg
+  // client after BEGIN), so that the handler's writes, messages it sends
+  // with { client } included, and the acknowledgement commit or roll back
+  // together. It throws LeaseLostError, and the caller must roll back, when
+  // the delivery no longer holds the message (its lease ran out and the
+  // message went to another consumer). The worker's own acknowledgement
+  // after the handler returns then finds nothing left to do. Handlers also
+  // get it as their second argument's ackTx(client).
+  async ackTx(client, message) {
+    const e = this.#held.get(message?.id);
+    if (!e || e.message !== message) {
+      throw new InputError('message', 'ackTx takes a message this worker is handling');
+    }
+    return this.#ackTx(client, e);
+  }
+
+  async #ackTx(client, e) {
+    if (!client || typeof client.query !== 'function') throw new InputError('client', 'ackTx needs a pg client in a transaction');
+    const m = e.message;
+    const r = await client.query(`SELECT ${this.#s}.pgflow_ack($1::bigint, $2::bigint) AS ok`, [m.id, m.claimToken]);
+    if (!r.rows[0].ok) throw new LeaseLostError(m.id);
+    e.ackedTx = true;
+  }
+
   // start begins claiming. It returns at once; errors on the way are
   // retried and reported to onError.
   start() {
@@ -210,7 +234,7 @@ export class Worker {
           continue;
         }
         for (const row of rows) {
-          const e = { message: new Message(this.#queue, row), started: false, settling: false, done: false, lost: false, released: false, ac: null };
+          const e = { message: new Message(this.#queue, row), started: false, settling: false, ackedTx: false, done: false, lost: false, released: false, ac: null };
           this.#held.set(e.message.id, e);
           this.#buffer.push(e);
         }
@@ -242,7 +266,7 @@ export class Worker {
     let err = null;
     let ok = true;
     try {
-      await this.#handler(e.message, { signal: e.ac.signal });
+      await this.#handler(e.message, { signal: e.ac.signal, ackTx: (client) => this.#ackTx(client, e) });
     } catch (thrown) {
       ok = false;
       err = thrown;
@@ -269,13 +293,14 @@ export class Worker {
     const m = e.message;
     if (ok) {
       const r = await this.#pool.query(`SELECT ${this.#s}.pgflow_ack($1::bigint, $2::bigint) AS ok`, [m.id, m.claimToken]);
-      return r.rows[0].ok ? 'ack' : 'lost';
+      return r.rows[0].ok || e.ackedTx ? 'ack' : 'lost';
     }
     const f = failure(err);
     const r = await this.#pool.query(
       `SELECT ${this.#s}.pgflow_fail($1::bigint, $2::bigint, $3::text, $4::integer, $5::boolean) AS outcome`,
       [m.id, m.claimToken, f.text, f.retryAfterMs, f.permanent]);
-    return r.rows[0].outcome ?? 'lost';
+    // After an ackTx whose transaction committed, the message is gone.
+    return r.rows[0].outcome ?? (e.ackedTx ? 'ack' : 'lost');
   }
 
   #notifySettled(message, outcome) {
@@ -300,7 +325,7 @@ export class Worker {
         [entries.map((e) => e.message.id), entries.map((e) => e.message.claimToken), this.#leaseMs]);
       const lost = new Set(r.rows.filter((row) => !row.ok).map((row) => row.id));
       for (const e of entries) {
-        if (!lost.has(e.message.id) || e.settling || e.released) continue;
+        if (!lost.has(e.message.id) || e.settling || e.ackedTx || e.released) continue;
         e.lost = true;
         if (e.started) {
           e.ac.abort(new Error('pgflow: lease lost'));

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 
 import {
-  InputError, PermanentError, Producer, RetryAfterError, Worker,
+  InputError, LeaseLostError, PermanentError, Producer, RetryAfterError, Worker,
 } from '../src/index.js';
 import { createSchema, declareQueue, deferred, queueName } from './helpers.js';
 
@@ -176,6 +176,66 @@ describe('Worker', () => {
     await w.stop();
     assert.deepEqual(reasons, ['pgflow: lease lost']);
     assert.deepEqual(await live(q), []);
+  });
+
+  test('ackTx commits the acknowledgement with the handler\'s transaction, or rolls it back', async () => {
+    const q = queueName();
+    const out = queueName('out');
+    await declareQueue(db.pool, db.schema, q, { maxRetries: 3, retryDelayMs: 10 });
+    const id = await producer.send(q, { n: 1 });
+    const { w, settled } = worker(q, async (m, { ackTx }) => {
+      const client = await db.pool.connect();
+      try {
+        await client.query('BEGIN');
+        await producer.send(out, { from: m.id, attempt: m.attempt }, { client });
+        await ackTx(client);
+        if (m.attempt === 1) {
+          // The first attempt rolls back: neither the forward nor the
+          // acknowledgement happened, and the attempt fails.
+          await client.query('ROLLBACK');
+          throw new Error('rolled back');
+        }
+        await client.query('COMMIT');
+      } finally {
+        client.release();
+      }
+    }, {}, 2);
+    assert.deepEqual((await settled).map((o) => [o.outcome, o.attempt]), [['retry', 1], ['ack', 2]]);
+    await w.stop();
+    assert.deepEqual(await live(q), []);
+    const forwarded = (await db.pool.query(`SELECT payload FROM "${db.schema}".pgflow_messages WHERE queue_name = $1`, [out])).rows;
+    assert.deepEqual(forwarded.map((r) => r.payload), [{ from: id, attempt: 2 }]);
+  });
+
+  test('ackTx after the lease was lost throws LeaseLostError, so the caller rolls back', async () => {
+    const q = queueName();
+    await producer.send(q, { n: 1 });
+    const errors = [];
+    const { w, settled } = worker(q, async (m, { ackTx }) => {
+      const client = await db.pool.connect();
+      try {
+        await client.query('BEGIN');
+        if (m.attempt === 1) {
+          await db.pool.query(`BEGIN;
+            UPDATE "${db.schema}".pgflow_messages SET locked_until = now() - interval '1 second' WHERE id = ${m.id};
+            SELECT count(*) FROM "${db.schema}".pgflow_rescue(10);
+            COMMIT`);
+        }
+        await ackTx(client);
+        await client.query('COMMIT');
+      } catch (err) {
+        errors.push(err);
+        await client.query('ROLLBACK');
+        throw err;
+      } finally {
+        client.release();
+      }
+    }, { rescueIntervalMs: 0 }, 2);
+    assert.deepEqual((await settled).map((o) => [o.outcome, o.attempt]), [['lost', 1], ['ack', 2]]);
+    await w.stop();
+    assert.equal(errors.length, 1);
+    assert.ok(errors[0] instanceof LeaseLostError);
+    await assert.rejects(w.ackTx(null, { id: '1' }), InputError);
   });
 
   test('stop releases claimed messages no handler started and waits for the running one', async () => {

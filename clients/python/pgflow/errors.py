@@ -10,6 +10,15 @@ class InputError(ValueError):
         self.field = field
 
 
+class LeaseLostError(Exception):
+    """An acknowledgement in the caller's transaction (Worker.ack_tx) found
+    that this delivery no longer holds the message; roll back."""
+
+    def __init__(self, message_id):
+        super().__init__("pgflow: the lease of message %d was lost; it goes to another delivery" % message_id)
+        self.message_id = message_id
+
+
 class PermanentError(Exception):
     """Sends the message straight to the dead-letter queue, whatever
     retries it has left."""

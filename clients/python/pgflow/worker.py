@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from . import _check
-from .errors import InputError, failure
+from .errors import InputError, LeaseLostError, failure
 
 log = logging.getLogger("pgflow")
 
@@ -63,11 +63,11 @@ class StopResult:
 
 
 class _Entry:
-    __slots__ = ("message", "started", "settling", "done", "lost", "released")
+    __slots__ = ("message", "started", "settling", "acked_tx", "done", "lost", "released")
 
     def __init__(self, message):
         self.message = message
-        self.started = self.settling = self.done = self.lost = self.released = False
+        self.started = self.settling = self.acked_tx = self.done = self.lost = self.released = False
 
 
 class _Pool:
@@ -255,6 +255,28 @@ class Worker:
     def __exit__(self, *exc):
         self.stop()
 
+    def ack_tx(self, conn, message):
+        """Acknowledges message in the caller's transaction (conn: a psycopg
+        connection in a transaction), so that the handler's writes, messages
+        it sends with conn=conn included, and the acknowledgement commit or
+        roll back together. Raises LeaseLostError, and the caller must roll
+        back, when the delivery no longer holds the message (its lease ran
+        out and the message went to another consumer). The worker's own
+        acknowledgement after the handler returns then finds nothing left to
+        do."""
+        with self._mu:
+            e = self._held.get(getattr(message, "id", None))
+        if e is None or e.message is not message:
+            raise InputError("message", "ack_tx takes a message this worker is handling")
+        if conn is None or (conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE):
+            raise InputError("conn", "ack_tx needs a connection in a transaction")
+        ok = conn.execute("SELECT %s.pgflow_ack(%%s::bigint, %%s::bigint)" % self._s,
+                          (message.id, message.claim_token)).fetchone()[0]
+        if not ok:
+            raise LeaseLostError(message.id)
+        with self._mu:
+            e.acked_tx = True
+
     # -- claiming and running --
 
     def _loop(self):
@@ -310,7 +332,7 @@ class Worker:
             elif e.lost:
                 outcome = "lost"
             else:
-                outcome = self._settle(e.message, exc)
+                outcome = self._settle(e, exc)
             self._settled(e.message, outcome)
         except Exception as err:  # noqa: BLE001
             # The message stays leased and comes back when its lease runs out.
@@ -324,15 +346,17 @@ class Worker:
             self._dispatch_locked()
         self._wake.set()
 
-    def _settle(self, m, exc):
+    def _settle(self, e, exc):
+        m = e.message
         if exc is None:
             ok = self._pool.query("SELECT %s.pgflow_ack(%%s::bigint, %%s::bigint)" % self._s,
                                   (m.id, m.claim_token))[0][0]
-            return "ack" if ok else "lost"
+            return "ack" if ok or e.acked_tx else "lost"
         text, delay, permanent = failure(exc)
         outcome = self._pool.query("SELECT %s.pgflow_fail(%%s::bigint, %%s::bigint, %%s::text, %%s::integer, "
                                    "%%s::boolean)" % self._s, (m.id, m.claim_token, text, delay, permanent))[0][0]
-        return outcome or "lost"
+        # After an ack_tx whose transaction committed, the message is gone.
+        return outcome or ("ack" if e.acked_tx else "lost")
 
     def _settled(self, message, outcome):
         try:
@@ -394,7 +418,7 @@ class Worker:
         dropped = []
         with self._mu:
             for e in entries:
-                if e.message.id not in lost or e.settling or e.released:
+                if e.message.id not in lost or e.settling or e.acked_tx or e.released:
                     continue
                 e.lost = True
                 e.message.reason = "pgflow: lease lost"

@@ -2,7 +2,9 @@ import threading
 import time
 import unittest
 
-from pgflow import InputError, PermanentError, Producer, RetryAfter, StopResult, Worker
+import psycopg
+
+from pgflow import InputError, LeaseLostError, PermanentError, Producer, RetryAfter, StopResult, Worker
 
 from .helpers import DATABASE_URL, Outcomes, SchemaTest, queue_name, wait_until
 
@@ -151,6 +153,71 @@ class WorkerTest(SchemaTest):
         self.assertEqual([(o[1], o[2]) for o in outcomes.wait(2)], [("lost", 1), ("ack", 2)])
         self.assertEqual(reasons, ["pgflow: lease lost"])
         self.assertEqual(self.live(q), [])
+
+    def test_ack_tx_commits_or_rolls_back_with_the_handler_transaction(self):
+        q, out = queue_name(), queue_name("out")
+        self.declare(q, max_retries=3, retry_delay_ms=10)
+        mid = self.p.send(q, {"n": 1})
+        holder = {}
+
+        def handler(m):
+            with psycopg.connect(DATABASE_URL) as conn:
+                self.p.send(out, {"from": m.id, "attempt": m.attempt}, conn=conn)
+                holder["w"].ack_tx(conn, m)
+                if m.attempt == 1:
+                    # The first attempt rolls back: neither the forward nor
+                    # the acknowledgement happened, and the attempt fails.
+                    conn.rollback()
+                    raise RuntimeError("rolled back")
+            # (the with block commits)
+
+        holder["w"], outcomes = self.worker(q, handler)
+        self.assertEqual([(o[1], o[2]) for o in outcomes.wait(2)], [("retry", 1), ("ack", 2)])
+        self.assertEqual(self.live(q), [])
+        self.assertEqual(self.rows("SELECT payload FROM {s}.pgflow_messages WHERE queue_name = %s", (out,)),
+                         [({"from": mid, "attempt": 2},)])
+
+    def test_ack_tx_after_lost_lease_raises(self):
+        q = queue_name()
+        self.p.send(q, {"n": 1})
+        holder, errors = {}, []
+
+        def handler(m):
+            with psycopg.connect(DATABASE_URL) as conn:
+                if m.attempt == 1:
+                    with self.db.transaction():
+                        self.rows("UPDATE {s}.pgflow_messages SET locked_until = now() - interval '1 second' "
+                                  "WHERE id = %s RETURNING 1", (m.id,))
+                        self.rows("SELECT count(*) FROM {s}.pgflow_rescue(10)")
+                try:
+                    holder["w"].ack_tx(conn, m)
+                except LeaseLostError as err:
+                    errors.append(err)
+                    raise  # the with block rolls back
+
+        holder["w"], outcomes = self.worker(q, handler, rescue_interval_ms=0)
+        self.assertEqual([(o[1], o[2]) for o in outcomes.wait(2)], [("lost", 1), ("ack", 2)])
+        self.assertEqual(len(errors), 1)
+        with self.assertRaises(InputError):
+            holder["w"].ack_tx(None, object())
+
+    def test_ack_tx_in_transaction_block_of_autocommit_connection(self):
+        q, out = queue_name(), queue_name("out")
+        self.p.send(q, {"n": 1})
+        holder = {}
+
+        def handler(m):
+            with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+                with self.assertRaises(InputError):
+                    holder["w"].ack_tx(conn, m)  # autocommit, no transaction: refused
+                with conn.transaction():
+                    self.p.send(out, {"from": m.id}, conn=conn)
+                    holder["w"].ack_tx(conn, m)
+
+        holder["w"], outcomes = self.worker(q, handler)
+        self.assertEqual([o[1] for o in outcomes.wait(1)], ["ack"])
+        self.assertEqual(self.live(q), [])
+        self.assertEqual(len(self.rows("SELECT 1 FROM {s}.pgflow_messages WHERE queue_name = %s", (out,))), 1)
 
     def test_stop_releases_unstarted_and_waits_for_running(self):
         q = queue_name()
