@@ -74,6 +74,23 @@ describe('Worker', () => {
     await w.stop();
   });
 
+  test('a worker whose LISTEN connection is killed listens again', { timeout: 20000 }, async () => {
+    const q = queueName();
+    const { w, settled } = worker(q, async () => {}, { pollIntervalMs: 600000 });
+    const listeners = async () => (await db.pool.query(
+      `SELECT pid FROM pg_stat_activity WHERE query = $1`, [`LISTEN "pgflow.${db.schema}"`])).rows.map((r) => r.pid);
+    let before = [];
+    while (before.length === 0) { before = await listeners(); await sleep(20); }
+    await db.pool.query('SELECT pg_terminate_backend($1)', [before[0]]);
+    let after = [];
+    while (after.length === 0 || after[0] === before[0]) { after = await listeners(); await sleep(20); }
+    // With a ten-minute poll interval only a notification on the new
+    // connection wakes the worker in time.
+    await producer.send(q, { wake: true });
+    assert.deepEqual((await settled).map((o) => o.outcome), ['ack']);
+    await w.stop();
+  });
+
   test('a failing handler retries with backoff, then lands in the DLQ with every error', async () => {
     const q = queueName();
     await declareQueue(db.pool, db.schema, q, { maxRetries: 2, retryDelayMs: 100 });

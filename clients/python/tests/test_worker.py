@@ -55,6 +55,22 @@ class WorkerTest(SchemaTest):
         self.p.send(q, {"wake": True})
         self.assertEqual([o[1] for o in outcomes.wait(1, timeout=10)], ["ack"])
 
+    def test_killed_listen_connection_listens_again(self):
+        q = queue_name()
+        w, outcomes = self.worker(q, lambda m: None, poll_interval_ms=600000)
+
+        def listeners():
+            return [r[0] for r in self.db.execute("SELECT pid FROM pg_stat_activity WHERE query = %s",
+                                                  ('LISTEN "pgflow.%s"' % self.schema,)).fetchall()]
+
+        before = wait_until(listeners, "the worker to LISTEN")
+        self.db.execute("SELECT pg_terminate_backend(%s)", (before[0],))
+        wait_until(lambda: [p for p in listeners() if p != before[0]], "the worker to LISTEN again")
+        # With a ten-minute poll interval only a notification on the new
+        # connection wakes the worker in time.
+        self.p.send(q, {"wake": True})
+        self.assertEqual([o[1] for o in outcomes.wait(1, timeout=10)], ["ack"])
+
     def test_retries_with_backoff_then_dlq_with_every_error(self):
         q = queue_name()
         self.declare(q, max_retries=2, retry_delay_ms=100)
