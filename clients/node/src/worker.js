@@ -111,8 +111,8 @@ export class Worker {
     this.#pollMs = checkPositiveInt(pollIntervalMs, 'pollIntervalMs');
     this.#listen = listen !== false;
     this.#consumer = consumerId ?? `${hostname()}:${process.pid}:${randomBytes(2).toString('hex')}`;
-    if (typeof this.#consumer !== 'string' || this.#consumer === '') {
-      throw new InputError('consumerId', 'consumerId must be a non-empty string');
+    if (typeof this.#consumer !== 'string' || this.#consumer === '' || this.#consumer.length > 256) {
+      throw new InputError('consumerId', 'consumerId must be a string of 1-256 characters');
     }
     if (!Number.isInteger(rescueIntervalMs) || rescueIntervalMs < 0) {
       throw new InputError('rescueIntervalMs', `rescueIntervalMs must be a non-negative integer, not ${rescueIntervalMs}`);

@@ -348,7 +348,7 @@ describe('Worker', () => {
     for (const bad of [
       { queue: 'no spaces' }, { queue: undefined }, { handler: 'x' }, { concurrency: 0 }, { concurrency: 1.5 },
       { leaseMs: 0 }, { prefetch: -1 }, { batchSize: 0 }, { pollIntervalMs: 0 }, { schema: 'x;drop' },
-      { rescueIntervalMs: -1 }, { consumerId: '' }, { pool: undefined },
+      { rescueIntervalMs: -1 }, { consumerId: '' }, { consumerId: 'x'.repeat(257) }, { pool: undefined },
     ]) {
       assert.throws(() => new Worker({ ...base, ...bad }), InputError, JSON.stringify(bad));
     }

@@ -161,8 +161,8 @@ class Worker:
         self._listen = listen is not False
         if consumer_id is None:
             consumer_id = "%s:%d:%s" % (socket.gethostname(), os.getpid(), secrets.token_hex(2))
-        if not isinstance(consumer_id, str) or not consumer_id:
-            raise InputError("consumer_id", "consumer_id must be a non-empty string")
+        if not isinstance(consumer_id, str) or not 1 <= len(consumer_id) <= 256:
+            raise InputError("consumer_id", "consumer_id must be a string of 1-256 characters")
         self.consumer_id = consumer_id
         self._on_settle = on_settle or (lambda m, outcome: None)
         self._pool = _Pool(conninfo, pool_size or min(self._concurrency, 8) + 1)
@@ -177,6 +177,7 @@ class Worker:
         self._threads = []
         self._executor = None
         self._stop_result = None
+        self._stop_r = self._stop_w = None
         self._stop_lock = threading.Lock()
         self._started = False
 
@@ -188,6 +189,8 @@ class Worker:
         if self._started:
             raise RuntimeError("pgflow: worker already started")
         self._started = True
+        # A pipe that becomes readable at stop, for the listener's select.
+        self._stop_r, self._stop_w = os.pipe()
         self._executor = ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="pgflow-handler")
         for name, target in (("loop", self._loop), ("timer", self._timer), ("listen", self._listener)):
             if name == "listen" and not self._listen:
@@ -211,7 +214,11 @@ class Worker:
 
     def _stop(self, timeout):
         self._stopping.set()
+        if not self._started:
+            self._pool.close()
+            return StopResult(released=0, abandoned=0)
         self._wake.set()
+        os.write(self._stop_w, b"x")  # wakes the listener's select
         for t in self._threads:
             if t.name == "pgflow-loop":
                 t.join()
@@ -247,6 +254,8 @@ class Worker:
         # "released" whenever they return.
         self._executor.shutdown(wait=False)
         self._pool.close()
+        os.close(self._stop_r)
+        os.close(self._stop_w)
         return StopResult(released=released, abandoned=abandoned)
 
     def __enter__(self):
@@ -456,8 +465,8 @@ class Worker:
                     self._wake.set()
                     pg = conn.pgconn
                     while not self._stopping.is_set():
-                        ready, _, _ = select.select([pg.socket], [], [], 0.2)
-                        if not ready:
+                        ready, _, _ = select.select([pg.socket, self._stop_r], [], [])
+                        if pg.socket not in ready:
                             continue
                         pg.consume_input()
                         if pg.status != psycopg.pq.ConnStatus.OK:

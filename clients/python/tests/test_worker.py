@@ -329,11 +329,12 @@ class WorkerTest(SchemaTest):
         for bad in [dict(queue="no spaces"), dict(queue=None), dict(handler="x"), dict(concurrency=0),
                     dict(concurrency=1.5), dict(lease_ms=0), dict(prefetch=-1), dict(batch_size=0),
                     dict(poll_interval_ms=0), dict(schema="x;drop"), dict(rescue_interval_ms=-1),
-                    dict(consumer_id=""), dict(conninfo="")]:
+                    dict(consumer_id=""), dict(consumer_id="x" * 257), dict(conninfo="")]:
             with self.subTest(bad=bad), self.assertRaises(InputError):
                 Worker(**dict(base, **bad))
         with self.assertRaises(InputError):
             RetryAfter(-1)
+        self.assertEqual(Worker(**base).stop(), StopResult(released=0, abandoned=0), "stop before start")
 
 
 if __name__ == "__main__":
