@@ -58,6 +58,8 @@ type Consumer struct {
 	// Timeout bounds one handler call (timeout_ms); 0 when unset, which
 	// leaves the consumer's default.
 	Timeout time.Duration
+	// Topics the queue subscribes to (topics), at Service.Start.
+	Topics []string
 }
 
 // Handlers maps the names used in consumer entries' handler key to handlers.
@@ -388,12 +390,18 @@ func (l *loader) queue(name, path string, k, v *yaml.Node, d envDefaults, consum
 					c.Timeout = time.Duration(n) * time.Millisecond
 				}
 			}
+		case "topics":
+			if !consumer {
+				l.add(p, kn.Line, "unknown key: topics is only for consumers (a queue subscribes to topics)")
+				return
+			}
+			c.Topics = l.topics(vn, p)
 		case "handler_method":
 			l.add(p, kn.Line, "unknown key: pgflow names a handler with one key; register the method under a name and write handler: <name>")
 		default:
 			known := "queue_name, workers, max_retries, retry_delay_ms, priority"
 			if consumer {
-				known += ", handler, lease_timeout_ms, timeout_ms"
+				known += ", handler, lease_timeout_ms, timeout_ms, topics"
 			}
 			l.add(p, kn.Line, "unknown key (want %s)", known)
 		}
@@ -405,6 +413,35 @@ func (l *loader) queue(name, path string, k, v *yaml.Node, d envDefaults, consum
 		l.add(join(path, "handler"), k.Line, "missing: name the Go handler for this queue")
 	}
 	return c
+}
+
+// topics reads a list of topic names.
+func (l *loader) topics(v *yaml.Node, path string) []string {
+	if v.Kind == yaml.AliasNode && v.Alias != nil {
+		v = v.Alias
+	}
+	if v.Kind != yaml.SequenceNode {
+		l.add(path, v.Line, "want a list of topic names, got %s", kindName(v))
+		return nil
+	}
+	var out []string
+	for i, item := range v.Content {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		s, ok := l.str(item, p)
+		if !ok {
+			continue
+		}
+		if !pgflow.QueueNamePattern.MatchString(s) {
+			l.add(p, item.Line, "%q: want 1-128 characters of [A-Za-z0-9_.:-], starting with a letter, digit or '_'", s)
+			continue
+		}
+		if slices.Contains(out, s) {
+			l.add(p, item.Line, "topic %q is listed twice", s)
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 func registered(h Handlers) string {

@@ -48,6 +48,9 @@
 //	                   a heartbeat before it is delivered again (100-86400000)
 //	  timeout_ms       how long one handler call may run before its context
 //	                   is cancelled (1-86400000; unset: the consumer's default)
+//	  topics           topics the queue subscribes to at Start (a list of
+//	                   names): every publish to one of them (PublishTopic,
+//	                   pgflow_publish) puts a copy in this queue
 //
 // # Defaults
 //

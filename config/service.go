@@ -67,6 +67,7 @@ func (c *Config) Connect(ctx context.Context, base pgflow.Config) (*pgflow.Clien
 // per producer entry.
 type Service struct {
 	Client    *pgflow.Client
+	consumers []Consumer
 	producers map[string]*producer.Producer
 	list      []*producer.Producer
 	started   bool
@@ -76,7 +77,7 @@ type Service struct {
 // and starts a producer per producer entry. Start the consumers with Start;
 // Stop stops them and closes the producers (the client stays open).
 func NewService(client *pgflow.Client, cfg *Config, handlers Handlers) (*Service, error) {
-	s := &Service{Client: client, producers: map[string]*producer.Producer{}}
+	s := &Service{Client: client, consumers: cfg.Consumers, producers: map[string]*producer.Producer{}}
 	var missing []Problem
 	for _, c := range cfg.Consumers {
 		if _, ok := handlers[c.Handler]; !ok {
@@ -113,8 +114,17 @@ func NewService(client *pgflow.Client, cfg *Config, handlers Handlers) (*Service
 // nil.
 func (s *Service) Producer(name string) *producer.Producer { return s.producers[name] }
 
-// Start starts the consumers.
+// Start subscribes each consumer's queue to its topics, then starts the
+// consumers. Subscriptions stay when the service stops: the queue keeps
+// receiving the topics' messages, to be handled at the next start.
 func (s *Service) Start(ctx context.Context) error {
+	for _, c := range s.consumers {
+		for _, topic := range c.Topics {
+			if _, err := s.Client.Subscribe(ctx, topic, c.QueueName); err != nil {
+				return fmt.Errorf("consumers.%s.topics: %w", c.Name, err)
+			}
+		}
+	}
 	if err := s.Client.Start(ctx); err != nil {
 		return err
 	}

@@ -131,3 +131,26 @@ func TestFileDeclaredQueues(t *testing.T) {
 		t.Errorf("creating queues logged:\n%s", logs.String())
 	}
 }
+
+// A consumer entry's topics are subscribed at Start: a topic publish then
+// reaches the entry's queue and its handler.
+func TestFileTopicsSubscribeAtStart(t *testing.T) {
+	t.Parallel()
+	db := pgflowtest.New(t)
+	ctx := context.Background()
+	var logs lockedBuffer
+	c := startService(t, db, &logs, "consumers:\n  a:\n    queue_name: profiles.i-1\n    handler: handle_a\n    topics: [profiles, '${EXTRA_TOPIC:-alerts}']\n"+
+		"  b:\n    queue_name: profiles.i-2\n    handler: handle_b\n    topics:\n      - profiles\n")
+	subs, err := c.Subscriptions(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(subs[0].Topic, subs[0].Queue, " ", subs[1].Topic, subs[1].Queue, " ", subs[2].Topic, subs[2].Queue); len(subs) != 3 ||
+		got != "alertsprofiles.i-1 profilesprofiles.i-1 profilesprofiles.i-2" {
+		t.Fatalf("subscriptions %+v", subs)
+	}
+	sent, err := c.PublishTopic(ctx, "profiles", map[string]string{"profile": "strict"})
+	if err != nil || len(sent) != 2 {
+		t.Fatalf("PublishTopic = %v, %v", sent, err)
+	}
+}

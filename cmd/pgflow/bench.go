@@ -15,13 +15,16 @@ import (
 var benchCfg = bench.DefaultConfig()
 
 var benchCmd = &cobra.Command{
-	Use:   "bench w1|w2|w3|w4|w5|all|setup",
+	Use:   "bench w1|w1sql|w2|w3|w4|w5|all|setup",
 	Short: "Run the benchmark workloads (W1-W5) against pgflow",
 	Long: `Run pgflow's benchmark workloads (docs/performance.md) against pgflow,
 printing one JSON object per run and a "type":"summary" line per workload
 (median/min/max over reps), in the same shape as the River harness.
 
   w1  enqueue N messages in batches, then drain with each worker count
+  w1sql  w1's drain by the Go client, then by a plain pgx program on the SQL
+      API (pgflow_claim; pgflow_ack per batch, then per message), back to
+      back, with each drain's ratio to the Go client's (not part of "all")
   w2  goroutines publishing one message per transaction, no consumer
   w3  pickup latency (publish -> handler start) at a fixed rate
   w4  producers flat out while a consumer runs
@@ -33,9 +36,10 @@ bench_pgflow) and empties pgflow's tables and CHECKPOINTs before every run:
 never point it at a database whose pgflow data you want to keep.`,
 	Example: `  pgflow bench all --out /tmp/pgflow.jsonl
   pgflow bench w3 --reps 3 --rate 500 --duration 20s
-  pgflow bench w1 --n 100000 --workers 10,100 --json`,
+  pgflow bench w1 --n 100000 --workers 10,100 --json
+  pgflow bench w1sql --n 100000 --workers 10,100 --reps 2`,
 	Args:      cobra.ExactArgs(1),
-	ValidArgs: []string{"w1", "w2", "w3", "w4", "w5", "all", "setup"},
+	ValidArgs: []string{"w1", "w1sql", "w2", "w3", "w4", "w5", "all", "setup"},
 	RunE: func(cmd *cobra.Command, args []string) error {
 		f := cmd.Flags()
 		workers, err := parseIntList(benchWorkers)

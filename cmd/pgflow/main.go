@@ -112,7 +112,7 @@ func exitCode(err error) int {
 		return exitNotFound
 	case errors.As(err, &ue):
 		return exitUsage
-	case errors.Is(err, pgflow.ErrQueueNotFound):
+	case errors.Is(err, pgflow.ErrQueueNotFound), errors.Is(err, pgflow.ErrNoSubscribers):
 		return exitNotFound
 	case errors.As(err, &ie):
 		return exitUsage

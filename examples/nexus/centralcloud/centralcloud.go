@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -337,7 +336,7 @@ func (cc *CentralCloud) handleMetrics(ctx context.Context, m *pgflow.Message) er
 
 // handlePattern aggregates patterns per agent type; when an agent type's
 // success rate moves the safety profile's risk limit by 0.05 or more, the new
-// profile is broadcast to every known instance.
+// profile is broadcast to every instance through wire.SafetyProfilesTopic.
 func (cc *CentralCloud) handlePattern(ctx context.Context, m *pgflow.Message) error {
 	var p wire.PatternDiscovered
 	if err := wire.Decode("pattern_discovered", m.Payload, &p); err != nil {
@@ -356,27 +355,28 @@ func (cc *CentralCloud) handlePattern(ctx context.Context, m *pgflow.Message) er
 	prof := cc.profiles[p.AgentType]
 	limit := math.Round((0.3+0.6*rate)*100) / 100 // 0.3 … 0.9
 	n := st.n
-	var targets []string
+	changed := false
 	if st.n >= 3 && math.Abs(limit-prof.MaxRiskScore) >= 0.05 {
 		prof.Version++
 		prof.MaxRiskScore = limit
 		cc.profiles[p.AgentType] = prof
-		for id := range cc.instances {
-			targets = append(targets, id)
-		}
-		slices.Sort(targets)
+		changed = true
 	}
 	cc.mu.Unlock()
-	for _, id := range targets {
-		u := wire.SafetyProfileUpdate{InstanceID: id, AgentType: p.AgentType, SafetyProfile: prof,
-			Reason: fmt.Sprintf("%s success rate %.2f over %d patterns", p.AgentType, rate, n)}
-		if err := cc.publish(ctx, "safety_profiles", id, u,
-			pgflow.WithDedupKey(fmt.Sprintf("profile:%s:%s:%d", id, p.AgentType, prof.Version))); err != nil {
-			return err
-		}
-		cc.mu.Lock()
-		cc.stats.ProfileUpdates++
-		cc.mu.Unlock()
+	if !changed {
+		return nil
 	}
+	// One publish to the topic reaches every instance's queue; before any
+	// instance subscribed there is nobody to tell (a new instance gets the
+	// current profiles with its first consensus result).
+	u := wire.SafetyProfileUpdate{InstanceID: wire.Broadcast, AgentType: p.AgentType, SafetyProfile: prof,
+		Reason: fmt.Sprintf("%s success rate %.2f over %d patterns", p.AgentType, rate, n)}
+	sent, err := cc.svc.Client.PublishTopic(ctx, wire.SafetyProfilesTopic, u, pgflow.AllowNoSubscribers())
+	if err != nil {
+		return err
+	}
+	cc.mu.Lock()
+	cc.stats.ProfileUpdates += len(sent)
+	cc.mu.Unlock()
 	return nil
 }

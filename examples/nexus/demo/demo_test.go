@@ -191,3 +191,62 @@ func instanceSetup(t *testing.T, n int) (*pgflowtest.DB, *config.Config, *pgflow
 	t.Cleanup(func() { _ = client.Close(context.Background()) })
 	return db, cfg, client
 }
+
+// A safety profile published once to the topic reaches every instance:
+// each subscribed its own profile queue when it started.
+func TestSafetyProfileBroadcastReachesEveryInstance(t *testing.T) {
+	db, cfg1, client := instanceSetup(t, 1)
+	ctx := context.Background()
+	env := func(k string) (string, bool) {
+		if k == "PGFLOW_SCHEMA" {
+			return db.Schema, true
+		}
+		return "", false
+	}
+	cfg2, err := singularity.LoadConfig("", singularity.InstanceID(2), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client2, err := pgflow.New(db.Pool, pgflow.Config{Schema: cfg2.Schema, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client2.Close(context.Background()) })
+	var instances []*singularity.Instance
+	for i, c := range []struct {
+		client *pgflow.Client
+		cfg    *config.Config
+	}{{client, cfg1}, {client2, cfg2}} {
+		in, err := singularity.New(c.client, c.cfg, singularity.Options{ID: singularity.InstanceID(i + 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := in.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = in.Stop(context.Background()) })
+		instances = append(instances, in)
+	}
+	u := wire.SafetyProfileUpdate{InstanceID: wire.Broadcast, AgentType: "security", Reason: "tightened",
+		SafetyProfile: wire.SafetyProfile{Version: 2, MaxRiskScore: 0.4, MaxImpactScore: 0.8}}
+	sent, err := client.PublishTopic(ctx, wire.SafetyProfilesTopic, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sent) != 2 || sent[0].Queue != wire.InstanceQueue(wire.SafetyProfilesQueue, "singularity-1") ||
+		sent[1].Queue != wire.InstanceQueue(wire.SafetyProfilesQueue, "singularity-2") {
+		t.Fatalf("PublishTopic = %+v, want one copy per instance's queue", sent)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for (instances[0].Stats().ProfileUpdates < 1 || instances[1].Stats().ProfileUpdates < 1) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i, in := range instances {
+		if got := in.Stats().ProfileUpdates; got != 1 {
+			t.Fatalf("instance %d installed %d profile updates, want 1", i+1, got)
+		}
+	}
+	if n := db.Count(t, "pgflow_dlq", ""); n != 0 {
+		t.Fatalf("%d dead letters: a broadcast must not look misrouted", n)
+	}
+}

@@ -358,14 +358,17 @@ func (in *Instance) handleRollbackTrigger(ctx context.Context, m *pgflow.Message
 	return nil
 }
 
-// handleSafetyProfile installs a newer safety profile.
+// handleSafetyProfile installs a newer safety profile, addressed to this
+// instance or broadcast to all.
 func (in *Instance) handleSafetyProfile(ctx context.Context, m *pgflow.Message) error {
 	var u wire.SafetyProfileUpdate
 	if err := wire.Decode("safety_profile_update", m.Payload, &u); err != nil {
 		return pgflow.Permanent(err)
 	}
-	if err := in.misrouted(u.InstanceID); err != nil {
-		return err
+	if u.InstanceID != wire.Broadcast {
+		if err := in.misrouted(u.InstanceID); err != nil {
+			return err
+		}
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()

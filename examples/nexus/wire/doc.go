@@ -8,7 +8,9 @@
 // worker count and priority. The three CentralCloud → Singularity queues are
 // partitioned per instance, because each message addresses one instance:
 // InstanceQueue names a partition ("<queue>.<instance id>"), BaseQueue strips
-// it.
+// it. A message for every instance (a new safety profile) is published once
+// to SafetyProfilesTopic, which every instance's safety-profile partition
+// subscribes to, with instance_id "broadcast".
 //
 // # Validation
 //

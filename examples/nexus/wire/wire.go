@@ -21,6 +21,15 @@ const (
 	SafetyProfilesQueue = "guardian_safety_profiles_queue" // CentralCloud → Singularity
 )
 
+// SafetyProfilesTopic is the topic CentralCloud broadcasts safety profiles
+// on: every Singularity instance subscribes its own partition of
+// SafetyProfilesQueue to it when it starts, so one publish reaches every
+// instance, each copy with its own retries.
+const SafetyProfilesTopic = "guardian_safety_profiles"
+
+// Broadcast is the instance_id of a message for every instance.
+const Broadcast = "broadcast"
+
 // QueueInfo describes one of the six queues.
 type QueueInfo struct {
 	Name      string
@@ -288,7 +297,9 @@ type SafetyProfile struct {
 	RequireConsensus bool    `json:"require_consensus"`
 }
 
-// SafetyProfileUpdate travels on guardian_safety_profiles_queue.<instance>.
+// SafetyProfileUpdate travels on guardian_safety_profiles_queue.<instance>:
+// addressed to that instance (its initial profiles), or to every instance
+// (instance_id "broadcast", through SafetyProfilesTopic).
 type SafetyProfileUpdate struct {
 	InstanceID    string        `json:"instance_id"`
 	AgentType     string        `json:"agent_type"`

@@ -114,9 +114,9 @@ type payload struct {
 // Run runs the workload ("w1".."w5", "all" or "setup").
 func Run(ctx context.Context, cfg Config, workload string, stdout io.Writer) error {
 	switch workload {
-	case "w1", "w2", "w3", "w4", "w5", "all", "setup":
+	case "w1", "w1sql", "w2", "w3", "w4", "w5", "all", "setup":
 	default:
-		return fmt.Errorf("unknown workload %q: want w1, w2, w3, w4, w5, all or setup", workload)
+		return fmt.Errorf("unknown workload %q: want w1, w1sql, w2, w3, w4, w5, all or setup", workload)
 	}
 	if secs := int(cfg.W5Dur / time.Second); (workload == "w5" || workload == "all") &&
 		(cfg.W5Dur != time.Duration(secs)*time.Second || secs < 3 || secs%3 != 0) {
@@ -182,6 +182,8 @@ func Run(ctx context.Context, cfg Config, workload string, stdout io.Writer) err
 		switch w {
 		case "w1":
 			err = r.doW1(ctx)
+		case "w1sql":
+			err = r.doW1SQL(ctx)
 		case "w2":
 			err = r.doW2(ctx)
 		case "w3":

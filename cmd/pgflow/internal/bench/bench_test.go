@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -122,5 +123,40 @@ func TestRunSmoke(t *testing.T) {
 	}
 	if err := Run(context.Background(), cfg, "w9", &bytes.Buffer{}); err == nil {
 		t.Error("unknown workload accepted")
+	}
+}
+
+// TestW1SQLSmoke runs w1sql with tiny parameters: every drain, Go and SQL
+// API, handles all messages once, and the ratio line is printed (no
+// timing is asserted).
+func TestW1SQLSmoke(t *testing.T) {
+	db := pgflowtest.New(t)
+	cfg := DefaultConfig()
+	cfg.DSN, cfg.Schema, cfg.Pool, cfg.Reps, cfg.Checkpoint, cfg.JSONOnly = db.URL, db.Schema, 8, 1, false, true
+	cfg.N, cfg.Batch, cfg.Workers = 300, 100, []int{4}
+	var out bytes.Buffer
+	if err := Run(context.Background(), cfg, "w1sql", &out); err != nil {
+		t.Fatal(err)
+	}
+	runs := map[string]float64{}
+	ratios := 0
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var o map[string]any
+		if err := json.Unmarshal([]byte(line), &o); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+		switch o["type"] {
+		case "run":
+			runs[o["workload"].(string)] = o["handler_invocations"].(float64)
+		case "ratio":
+			ratios++
+			if o["sql_batch_to_go"].(float64) <= 0 || o["sql_each_to_go"].(float64) <= 0 {
+				t.Errorf("ratio line %v", o)
+			}
+		}
+	}
+	want := map[string]float64{"W1": 300, "W1sql-batch": 300, "W1sql-each": 300}
+	if fmt.Sprint(runs) != fmt.Sprint(want) || ratios != 1 {
+		t.Fatalf("runs %v (handler invocations), %d ratio lines; want %v and 1", runs, ratios, want)
 	}
 }

@@ -7,6 +7,9 @@
 // # Workloads
 //
 //	W1  enqueue N messages in batches, then drain them with each worker count
+//	W1sql  W1's drain by the Go client, then by a plain pgx program on the
+//	    SQL API (pgflow_claim, pgflow_ack per batch and per message), back
+//	    to back, with the ratios (not part of "all")
 //	W2  goroutines publishing one message per transaction, no consumer
 //	W3  pickup latency (publish to handler start) at a fixed rate
 //	W4  producers flat out while a consumer runs
