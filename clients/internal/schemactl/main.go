@@ -1,9 +1,3 @@
-// Command schemactl creates or drops a pgflow schema for the Node and Python
-// clients' tests, which have no migration runner of their own: pgflow's
-// schema is the Go migrate package's to create.
-//
-//	go run ./clients/internal/schemactl -url postgres://… -schema name up
-//	go run ./clients/internal/schemactl -url postgres://… -schema name drop
 package main
 
 import (
