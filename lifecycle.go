@@ -196,7 +196,11 @@ func (c *Client) Stop(ctx context.Context) error {
 		rs.stopPresence()
 		<-rs.presenceDone
 		if unwritten == 0 {
-			p.deregister(flushCtx)
+			// Bounded: a row left behind holds nothing and goes when
+			// another consumer finds it gone.
+			dctx, cancel := context.WithTimeout(flushCtx, stopBestEffort)
+			p.deregister(dctx)
+			cancel()
 		}
 		// Otherwise the row stays: with its heartbeat stopped the
 		// unwritten deliveries go to other consumers within seconds.

@@ -124,7 +124,7 @@ func (p *presence) lockSession(ctx context.Context, conn *pgx.Conn) error {
 // written: until then a process killed mid-Stop still counts as gone).
 func (p *presence) deregister(ctx context.Context) {
 	c := p.c
-	if _, err := c.pool.Exec(ctx, c.q.Get(query.DeregisterConsumer), p.id); err != nil && !errors.Is(err, context.Canceled) {
+	if _, err := c.pool.Exec(ctx, c.q.Get(query.DeregisterConsumer), p.id); err != nil && ctx.Err() == nil {
 		c.log.Warn("pgflow: deregistering the consumer failed; the row goes when others find it gone", "err", err)
 	}
 }
