@@ -14,6 +14,16 @@
 // would. Messages and RequirePublished assert on what code under test
 // published; Count and Exec reach the tables directly.
 //
+// # Through PgBouncer
+//
+// With PGFLOW_TEST_PGBOUNCER=transaction (or session) set, the first New of a
+// test binary starts a PgBouncer in that pool mode in front of the test
+// server (pgbouncer from PATH or /usr/sbin; it dies with the binary) and
+// every pool New and NewPoolOn open goes through it; ClientURL is its URL.
+// In transaction mode DB.TransactionPooling is set and the pools prepare no
+// statements by name, as pgflow.Config.TransactionPooling requires. A test
+// that cannot work through a pooler calls SkipIfPooled with its reason.
+//
 // # Examples and processes
 //
 // ExampleSchema gives runnable examples a migrated schema (call RunMain from

@@ -301,7 +301,7 @@ func ensureDatabase(ctx context.Context, dsn string, human func(string, ...any))
 	}
 	defer conn.Close(ctx)
 	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname=$1)", name).Scan(&exists); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname=$1)", pgx.QueryExecModeExec, name).Scan(&exists); err != nil {
 		return err
 	}
 	if !exists {
