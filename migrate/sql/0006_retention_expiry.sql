@@ -25,11 +25,11 @@ ALTER TABLE {{schema}}.pgflow_queues
 ALTER TABLE {{schema}}.pgflow_messages ADD COLUMN expires_at timestamptz;
 
 -- pgflow_expire's index: only pending messages that can expire, so messages
--- without an expiry cost no index entry here.
--- Building it reads the whole table
--- while holding a SHARE lock: publishes, claims and acknowledgements wait
--- for it (a migration runs in a transaction, so it cannot be CONCURRENTLY);
--- with a large backlog, apply this version when the queues are quiet.
+-- without an expiry cost no index entry here. Building it reads the whole
+-- table while holding a SHARE lock: publishes, claims and acknowledgements
+-- wait for it (a migration runs in a transaction, so it cannot be
+-- CONCURRENTLY); with a large backlog, apply this version when the queues
+-- are quiet.
 CREATE INDEX pgflow_messages_expiry_idx
     ON {{schema}}.pgflow_messages (expires_at)
     WHERE status = 'pending' AND expires_at IS NOT NULL;
