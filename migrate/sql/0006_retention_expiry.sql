@@ -126,7 +126,7 @@ $$;
 
 -- Version 4's body; the one change (marked "version 6") keeps expired
 -- messages from being claimed. Such a message stays in the claim index
--- until pgflow_expire, run by every started client about once a second,
+-- until pgflow_expire, run by every started client every few seconds,
 -- moves it; a claim steps over it meanwhile.
 CREATE OR REPLACE FUNCTION {{schema}}.pgflow_claim(p_queue text, p_limit integer, p_consumer text, p_lease_ms bigint,
                                         p_after_priority smallint DEFAULT NULL,
