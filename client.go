@@ -63,7 +63,8 @@ type Config struct {
 	// MaintenanceInterval is how often a started client runs the
 	// maintenance task (Maintain): expired messages to the DLQ, dead
 	// letters past their queue's retention deleted. One client of a schema
-	// at a time does the work. Default 1 s.
+	// at a time does the work. Default 5 s: claims skip an expired message
+	// until it runs, so the interval only bounds how long one lingers.
 	MaintenanceInterval time.Duration
 	// DisableMaintenance stops this client from running the maintenance
 	// task; other started clients of the schema still do.
@@ -153,7 +154,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Client, error) {
 		cfg.RescueInterval = 500 * time.Millisecond
 	}
 	if cfg.MaintenanceInterval <= 0 {
-		cfg.MaintenanceInterval = time.Second
+		cfg.MaintenanceInterval = 5 * time.Second
 	}
 	c := &Client{
 		pool:    pool,

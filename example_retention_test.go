@@ -26,7 +26,7 @@ func ExampleWithExpiry() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	res, err := c.Maintain(ctx) // started clients do this every second
+	res, err := c.Maintain(ctx) // started clients do this every 5 s
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -25,7 +25,11 @@ ALTER TABLE {{schema}}.pgflow_queues
 ALTER TABLE {{schema}}.pgflow_messages ADD COLUMN expires_at timestamptz;
 
 -- pgflow_expire's index: only pending messages that can expire, so messages
--- without an expiry cost no index entry here.
+-- without an expiry cost no index entry here. Building it reads the whole
+-- table while holding a SHARE lock: publishes, claims and acknowledgements
+-- wait for it (a migration runs in a transaction, so it cannot be
+-- CONCURRENTLY); with a large backlog, apply this version when the queues
+-- are quiet.
 CREATE INDEX pgflow_messages_expiry_idx
     ON {{schema}}.pgflow_messages (expires_at)
     WHERE status = 'pending' AND expires_at IS NOT NULL;
@@ -122,7 +126,7 @@ $$;
 
 -- Version 4's body; the one change (marked "version 6") keeps expired
 -- messages from being claimed. Such a message stays in the claim index
--- until pgflow_expire, run by every started client about once a second,
+-- until pgflow_expire, run by every started client every few seconds,
 -- moves it; a claim steps over it meanwhile.
 CREATE OR REPLACE FUNCTION {{schema}}.pgflow_claim(p_queue text, p_limit integer, p_consumer text, p_lease_ms bigint,
                                         p_after_priority smallint DEFAULT NULL,
