@@ -423,12 +423,14 @@ class Worker:
         except Exception as err:  # noqa: BLE001
             log.warning("pgflow: extending leases on %s failed: %s", self._queue, err)
             return
-        lost = {r[0] for r in rows if not r[1]}
-        dropped = []
+        gone = {r[0] for r in rows if not r[1]}
+        lost, dropped = [], []
         with self._mu:
             for e in entries:
-                if e.message.id not in lost or e.settling or e.acked_tx or e.released:
+                # A message settled since the snapshot is gone, not lost.
+                if e.message.id not in gone or e.settling or e.acked_tx or e.released:
                     continue
+                lost.append(e)
                 e.lost = True
                 e.message.reason = "pgflow: lease lost"
                 e.message.cancelled.set()
