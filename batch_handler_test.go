@@ -190,7 +190,7 @@ func TestBatchHandlerLeasesAreExtended(t *testing.T) {
 	c := newClient(t, db, pgflow.Config{Hooks: []pgflow.EventHook{rec.hook}, RescueInterval: 50 * time.Millisecond})
 	publishInts(t, c, "slow", 1, 4)
 	q := fastQueue("slow", 3)
-	q.LeaseTimeout = pgflow.Set(300 * time.Millisecond)
+	q.LeaseTimeout = pgflow.Set(2 * time.Second)
 	started := make(chan struct{}, 4)
 	proceed := make(chan struct{})
 	if err := c.Consume(pgflow.ConsumerConfig{Queue: "slow", Declare: q, BatchSize: 4,
@@ -213,9 +213,10 @@ func TestBatchHandlerLeasesAreExtended(t *testing.T) {
 	if err := db.Pool.QueryRow(context.Background(), "SELECT max(locked_until) FROM "+db.Schema+".pgflow_messages").Scan(&first); err != nil {
 		t.Fatal(err)
 	}
-	// Twice past the first lease: extended, not rescued.
-	waitFor(t, "leases extended past twice the first", func() bool {
-		return db.Count(t, "pgflow_messages", "locked_until > $1 AND attempt = 1", first.Add(300*time.Millisecond)) == 4
+	// Held past the first lease's end (the rescuer runs every 50 ms):
+	// extended, not rescued.
+	waitFor(t, "leases extended past the first lease's end", func() bool {
+		return db.Count(t, "pgflow_messages", "locked_until > $1::timestamptz + interval '2 seconds' AND attempt = 1", first) == 4
 	})
 	close(proceed)
 	waitFor(t, "the queue drained", func() bool { return db.Count(t, "pgflow_messages", "") == 0 })
