@@ -7,6 +7,8 @@
 // # Workloads
 //
 //	W1  enqueue N messages in batches, then drain them with each worker count
+//	    (with --batch-size, by a batch handler: workers calls of up to
+//	    batch-size messages each)
 //	W2  goroutines publishing one message per transaction, no consumer
 //	W3  pickup latency (publish to handler start) at a fixed rate
 //	W4  producers flat out while a consumer runs
