@@ -75,6 +75,18 @@ LEFT JOIN {{schema}}.pgflow_queues q ON q.queue_name = i.queue_name
 ORDER BY i.ord
 RETURNING id;
 
+-- name: InsertMessagesOneQueue
+-- InsertMessagesPlain for a batch whose messages all go to one queue with no
+-- option set (the common bulk case): only the payloads travel, as one array;
+-- the queue's default priority is read once, and headers and visible_at
+-- take their column defaults ('{}', now()). Ids in input order.
+INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, priority)
+SELECT $1::text, i.payload::jsonb,
+       coalesce((SELECT q.priority FROM {{schema}}.pgflow_queues q WHERE q.queue_name = $1::text), 0)
+FROM unnest($2::text[]) WITH ORDINALITY AS i(payload, ord)
+ORDER BY i.ord
+RETURNING id;
+
 -- name: InsertMessages
 -- Many messages in one statement, as InsertMessagesPlain plus $7 dedup
 -- keys (NULL for none).
