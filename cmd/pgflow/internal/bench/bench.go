@@ -57,6 +57,8 @@ type Config struct {
 	// to BatchSize messages per call; Workers is then the number of calls
 	// running at once.
 	BatchSize int
+	// MaxBatch, when above 0, is the consumers' ConsumerConfig.MaxBatch.
+	MaxBatch int
 	// W2
 	W2Goroutines int
 	W2Dur        time.Duration
@@ -399,6 +401,9 @@ func (r *Runner) clients(ctx context.Context, workers, batchSize int, rec *recor
 	}
 	if workers > 0 {
 		cc := pgflow.ConsumerConfig{Queue: Queue, Workers: workers, Handler: rec.handler}
+		if batchSize > 0 || r.cfg.MaxBatch > 0 {
+			cc.MaxBatch = r.cfg.MaxBatch
+		}
 		if batchSize > 0 {
 			cc.Handler, cc.BatchHandler, cc.BatchSize = nil, rec.batchHandler, batchSize
 		}
