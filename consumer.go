@@ -23,16 +23,30 @@ import (
 // DefaultHandlerTimeout is ConsumerConfig.Timeout's default.
 const DefaultHandlerTimeout = time.Minute
 
-// ConsumerConfig registers a handler for one queue.
+// DefaultBatchSize is ConsumerConfig.BatchSize's default with a
+// BatchHandler.
+const DefaultBatchSize = 100
+
+// ConsumerConfig registers a handler for one queue: Handler, or
+// BatchHandler with BatchSize.
 type ConsumerConfig struct {
 	Queue   string
 	Handler Handler
-	// Workers is how many handlers run at once, and how many deliveries the
-	// consumer holds at most: running, or handled with the outcome not yet
+	// BatchHandler, set instead of Handler, receives up to BatchSize
+	// messages at once and reports an outcome per message (see
+	// BatchHandler).
+	BatchHandler BatchHandler
+	// BatchSize is the most messages one BatchHandler call receives
+	// (1-10000, default DefaultBatchSize). Only with BatchHandler.
+	BatchSize int
+	// Workers is how many handlers (or batch handler calls) run at once.
+	// The consumer holds at most Workers deliveries (Workers × BatchSize
+	// with a BatchHandler): running, or handled with the outcome not yet
 	// written. Default 1.
 	Workers int
-	// MaxBatch bounds how many messages one claim takes. Default: Workers,
-	// at most 1000. A claim never takes more than the free workers.
+	// MaxBatch bounds how many messages one claim takes. Default: the
+	// deliveries the consumer may hold, at most 1000. A claim never takes
+	// more than the consumer may still hold.
 	MaxBatch int
 	// Timeout bounds one handler run. Past it the handler's context is
 	// cancelled with cause ErrHandlerTimeout and an error it then returns
@@ -53,8 +67,13 @@ func (c *Client) Consume(cfg ConsumerConfig) error {
 	if err := ValidateQueueName(cfg.Queue); err != nil {
 		return err
 	}
-	if cfg.Handler == nil {
+	switch {
+	case cfg.Handler == nil && cfg.BatchHandler == nil:
 		return inputErr(ErrInvalidConfig, "handler", cfg.Queue, "is nil")
+	case cfg.Handler != nil && cfg.BatchHandler != nil:
+		return inputErr(ErrInvalidConfig, "handler", cfg.Queue, "and batch handler are both set; set one")
+	case cfg.BatchHandler == nil && cfg.BatchSize != 0:
+		return inputErr(ErrInvalidConfig, "batch_size", cfg.Queue, "needs a batch handler")
 	}
 	if cfg.Workers == 0 {
 		cfg.Workers = 1
@@ -62,10 +81,21 @@ func (c *Client) Consume(cfg ConsumerConfig) error {
 	if cfg.Workers < 1 || cfg.Workers > 10000 {
 		return inputErr(ErrInvalidConfig, "workers", cfg.Queue, "must be 1-10000, got %d", cfg.Workers)
 	}
-	if cfg.MaxBatch <= 0 {
-		cfg.MaxBatch = min(cfg.Workers, 1000)
+	if cfg.BatchHandler != nil {
+		if cfg.BatchSize == 0 {
+			cfg.BatchSize = DefaultBatchSize
+		}
+		if cfg.BatchSize < 1 || cfg.BatchSize > 10000 {
+			return inputErr(ErrInvalidConfig, "batch_size", cfg.Queue, "must be 1-10000, got %d", cfg.BatchSize)
+		}
+		if cfg.Workers*cfg.BatchSize > 100000 {
+			return inputErr(ErrInvalidConfig, "batch_size", cfg.Queue, "times workers must be at most 100000, got %d × %d", cfg.BatchSize, cfg.Workers)
+		}
 	}
-	cfg.MaxBatch = min(cfg.MaxBatch, cfg.Workers)
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = min(cfg.held(), 1000)
+	}
+	cfg.MaxBatch = min(cfg.MaxBatch, cfg.held())
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultHandlerTimeout
 	}
@@ -95,6 +125,14 @@ func (c *Client) Consume(cfg ConsumerConfig) error {
 	}
 	c.consumers[cfg.Queue] = &consumer{cfg: cfg}
 	return nil
+}
+
+// held is how many deliveries the consumer may hold at once.
+func (cfg *ConsumerConfig) held() int {
+	if cfg.BatchHandler != nil {
+		return cfg.Workers * cfg.BatchSize
+	}
+	return cfg.Workers
 }
 
 // consumer is a registration; it never changes after Consume. What one

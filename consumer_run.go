@@ -74,7 +74,7 @@ func stuckGrace(lease time.Duration) time.Duration {
 // build creates the run's parts; start (or a benchmark) then runs them.
 func (r *consumerRun) build(handlerCtx context.Context) {
 	c := r.c
-	r.slots = fetcher.NewSlots(r.cfg.Workers)
+	r.slots = fetcher.NewSlots(r.cfg.held())
 	fcfg := fetcher.Config{
 		Queue: r.cfg.Queue, MaxBatch: r.cfg.MaxBatch, Slots: r.slots, Claim: r.claim,
 		Ready:        func() int { return r.done.PendingAcks() },
@@ -86,15 +86,21 @@ func (r *consumerRun) build(handlerCtx context.Context) {
 	}
 	r.fetch = fetcher.New(fcfg)
 	timeout := r.cfg.Timeout
-	r.exec = executor.New(handlerCtx, executor.Config[*Message]{
-		Workers: r.cfg.Workers,
+	ecfg := executor.Config[*Message]{
+		Workers: r.cfg.Workers, Capacity: r.cfg.held(),
 		Handle:  r.cfg.Handler,
 		Timeout: timeout, Grace: stuckGrace(r.lease()),
 		TimeoutCause: ErrHandlerTimeout, LeaseLostCause: ErrLeaseLost,
 		Panic: func(v any, stack []byte) error { return &PanicError{Value: v, Stack: stack} },
 		Done:  r.finished,
 		Stuck: r.stuck,
-	})
+	}
+	if h := r.cfg.BatchHandler; h != nil {
+		ecfg.HandleBatch = func(ctx context.Context, msgs []*Message) []error {
+			return batchOutcomes(len(msgs), h(ctx, msgs))
+		}
+	}
+	r.exec = executor.New(handlerCtx, ecfg)
 	r.done = completer.New(completer.Config{
 		Name: r.cfg.Queue, Log: c.log,
 		WriteAcks: func(ctx context.Context, ids, tokens []int64) error {
@@ -145,14 +151,26 @@ func (r *consumerRun) claim(ctx context.Context, n int, after *fetcher.Key) (fet
 	res.Asked, res.Freed = limit, len(r.acks)
 	c := r.c
 	var orphans []*task
-	for _, m := range msgs {
+	var chunk []*task
+	for i, m := range msgs {
 		t := &task{ID: m.ID, Token: m.token, Msg: m}
 		if len(c.hooks) > 0 {
 			c.emit(Event{Kind: EventReceived, Queue: m.Queue, MessageID: m.ID, Attempt: m.Attempt,
 				QueueWait: m.LeaseUntil.Add(-r.lease()).Sub(m.VisibleAt), Headers: m.Headers})
 		}
-		if !r.exec.Submit(t) {
-			orphans = append(orphans, t)
+		if r.cfg.BatchHandler == nil {
+			if !r.exec.Submit(t) {
+				orphans = append(orphans, t)
+			}
+			continue
+		}
+		// Batches of BatchSize in claim order, one handler call each.
+		chunk = append(chunk, t)
+		if len(chunk) == r.cfg.BatchSize || i == len(msgs)-1 {
+			if !r.exec.SubmitBatch(chunk) {
+				orphans = append(orphans, chunk...)
+			}
+			chunk = chunk[:0]
 		}
 	}
 	if len(orphans) > 0 {

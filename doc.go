@@ -75,6 +75,15 @@
 // acknowledgements are batched. AckTx acknowledges inside the handler's own
 // transaction, so its writes and the acknowledgement commit together.
 //
+// A BatchHandler, set instead of Handler, receives up to BatchSize messages
+// per call (default 100) and returns an outcome per message (BatchErrors):
+// acknowledged, retried with its error, or dead-lettered with
+// Permanent. Workers calls run at once, so the consumer holds at most
+// Workers × BatchSize messages; leases, retries, the dead-letter queue and
+// events are those of single deliveries, message by message. A cheap,
+// batch-friendly handler (aggregating, writing rows in bulk) then needs one
+// claim and one acknowledgement statement per batch.
+//
 // Idle consumers are woken by LISTEN/NOTIFY within milliseconds of a
 // publish, with polling (Config.PollInterval) as the fallback and the only
 // mechanism in PollOnly mode and behind a transaction pooler (see
@@ -104,7 +113,8 @@
 //     EventHandlerStuck event is emitted and ConsumerStats counts it. A
 //     stuck handler keeps its worker until it returns, so a consumer never
 //     runs more than Workers handlers.
-//   - Held deliveries: a consumer holds at most Workers messages at a time,
+//   - Held deliveries: a consumer holds at most Workers messages at a time
+//     (Workers × BatchSize with a BatchHandler),
 //     running or handled with the outcome not yet written. Claiming waits
 //     for acknowledgements as well as for workers (a claim writes the
 //     acknowledgements waiting for it in its own transaction), so a process

@@ -209,3 +209,58 @@ func ExampleDetectPooler() {
 	fmt.Println("through a pooler:", pooled)
 	// Output: through a pooler: false
 }
+
+// A batch handler receives up to BatchSize messages at once and reports an
+// outcome per message.
+func ExampleBatchHandler() {
+	pool, schemaName, cleanup := exampleDB("batch")
+	defer cleanup()
+	ctx := context.Background()
+
+	client, err := pgflow.New(pool, pgflow.Config{Schema: schemaName})
+	if err != nil {
+		log.Fatal(err)
+	}
+	type Sample struct {
+		Instance string  `json:"instance"`
+		CPU      float64 `json:"cpu"`
+	}
+	var batch []pgflow.Outgoing
+	for i, cpu := range []float64{0.5, -1, 0.7} {
+		batch = append(batch, pgflow.Outgoing{Queue: "metrics", Payload: Sample{Instance: fmt.Sprint("i-", i), CPU: cpu}})
+	}
+	if _, err := client.PublishBatch(ctx, batch); err != nil {
+		log.Fatal(err)
+	}
+	done := make(chan struct{})
+	err = client.Consume(pgflow.ConsumerConfig{
+		Queue:     "metrics",
+		BatchSize: 100,
+		BatchHandler: func(ctx context.Context, msgs []*pgflow.Message) error {
+			errs := make(pgflow.BatchErrors, len(msgs))
+			sum, n := 0.0, 0
+			for i, m := range msgs {
+				var s Sample
+				if err := m.Decode(&s); err != nil || s.CPU < 0 {
+					errs[i] = pgflow.Permanent(fmt.Errorf("bad sample %s", m.Payload))
+					continue
+				}
+				sum, n = sum+s.CPU, n+1
+			}
+			fmt.Printf("%d messages, %d samples, mean cpu %.1f\n", len(msgs), n, sum/float64(n))
+			close(done)
+			return errs // the bad sample goes to the dead-letter queue, the others are acknowledged
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := client.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	<-done
+	if err := client.Close(ctx); err != nil {
+		log.Fatal(err)
+	}
+	// Output: 3 messages, 2 samples, mean cpu 0.6
+}

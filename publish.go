@@ -202,6 +202,15 @@ func (c *Client) publishBatchOnPool(ctx context.Context, msgs []Outgoing) ([]int
 	if err := c.ensureQueues(ctx, c.pool, cols.queues); err != nil {
 		return nil, err
 	}
+	if n := len(cols.queues); n <= maxBatchRows && !slices.ContainsFunc(cols.dedupKeys, func(k *string) bool { return k != nil }) {
+		// One statement is all or nothing by itself: its implicit
+		// transaction saves the BEGIN and COMMIT round trips.
+		ids, err := c.insertChunk(ctx, c.pool, cols, 0, n)
+		if err != nil {
+			return nil, fmt.Errorf("pgflow: publish batch: %w", err)
+		}
+		return ids, nil
+	}
 	var ids []int64
 	err = pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
 		var err error
@@ -281,15 +290,18 @@ type batchColumns struct {
 	expiresAts                []*time.Time
 	expiries                  []*int64 // microseconds
 	dedupKeys                 []*string
+	// oneQueue: every message goes to queues[0] with no option set, so
+	// only the payloads need sending (InsertMessagesOneQueue).
+	oneQueue bool
 }
 
 // encodeBatch validates and encodes every message; the first bad one fails
 // the batch before anything is written.
 func (c *Client) encodeBatch(msgs []Outgoing) (*batchColumns, error) {
-	cols := &batchColumns{}
+	cols := &batchColumns{oneQueue: true}
 	for i, m := range msgs {
 		o, headers, err := buildOptions(m.Options)
-		if err == nil {
+		if err == nil && (i == 0 || m.Queue != msgs[i-1].Queue) {
 			err = ValidateQueueName(m.Queue)
 		}
 		var body []byte
@@ -313,6 +325,10 @@ func (c *Client) encodeBatch(msgs []Outgoing) (*batchColumns, error) {
 		}
 		cols.expiries = append(cols.expiries, expiry)
 		cols.dedupKeys = append(cols.dedupKeys, o.dedupKey)
+		if m.Queue != msgs[0].Queue || o.priority != nil || o.delay != 0 || o.visibleAt != nil || o.dedupKey != nil || len(o.headers) > 0 ||
+			o.expiresAt != nil || o.expiry > 0 {
+			cols.oneQueue = false
+		}
 	}
 	return cols, nil
 }
@@ -333,12 +349,18 @@ func (c *Client) insertBatch(ctx context.Context, tx pgx.Tx, cols *batchColumns)
 }
 
 // insertChunk inserts messages [start, end) of cols in one statement.
-func (c *Client) insertChunk(ctx context.Context, tx pgx.Tx, cols *batchColumns, start, end int) ([]int64, error) {
+func (c *Client) insertChunk(ctx context.Context, tx queryer, cols *batchColumns, start, end int) ([]int64, error) {
 	hasDedup := slices.ContainsFunc(cols.dedupKeys[start:end], func(k *string) bool { return k != nil })
 	if !hasDedup {
-		rows, err := tx.Query(ctx, c.q.Get(query.InsertMessagesPlain),
-			cols.queues[start:end], cols.payloads[start:end], cols.headers[start:end], cols.priorities[start:end],
-			cols.delays[start:end], cols.visibleAts[start:end], cols.expiresAts[start:end], cols.expiries[start:end])
+		var rows pgx.Rows
+		var err error
+		if cols.oneQueue {
+			rows, err = tx.Query(ctx, c.q.Get(query.InsertMessagesOneQueue), cols.queues[0], cols.payloads[start:end])
+		} else {
+			rows, err = tx.Query(ctx, c.q.Get(query.InsertMessagesPlain),
+				cols.queues[start:end], cols.payloads[start:end], cols.headers[start:end], cols.priorities[start:end],
+				cols.delays[start:end], cols.visibleAts[start:end], cols.expiresAts[start:end], cols.expiries[start:end])
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -367,3 +367,52 @@ func TestPublishBatchPerMessageOptions(t *testing.T) {
 		db.Exec(t, `DELETE FROM pgflow_messages`)
 	}
 }
+
+// A batch for one queue without options (sent as one array of payloads, in
+// one statement and its implicit transaction) keeps the semantics of every
+// other batch: ids in input order, the queue's default priority, empty
+// headers, visible at once, and all or nothing when the server rejects a
+// row.
+func TestPublishBatchOneQueue(t *testing.T) {
+	t.Parallel()
+	db := pgflowtest.New(t)
+	c := newClient(t, db, pgflow.Config{})
+	ctx := context.Background()
+	if err := c.DeclareQueue(ctx, pgflow.QueueConfig{Name: "one", Priority: pgflow.Set(7)}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	msgs := make([]pgflow.Outgoing, n)
+	for i := range msgs {
+		msgs[i] = pgflow.Outgoing{Queue: "one", Payload: map[string]int{"seq": i}}
+	}
+	ids, err := c.PublishBatch(ctx, msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != n {
+		t.Fatalf("%d ids for %d messages", len(ids), n)
+	}
+	rows := db.Count(t, "pgflow_messages", "queue_name = 'one' AND priority = 7 AND headers = '{}' AND visible_at <= now() AND status = 'pending'")
+	if rows != n {
+		t.Fatalf("%d of %d rows with the queue's priority, empty headers, visible, pending", rows, n)
+	}
+	for i, id := range ids {
+		var seq int
+		if err := db.Pool.QueryRow(ctx, `SELECT (payload->>'seq')::int FROM `+db.Schema+`.pgflow_messages WHERE id = $1`, id).Scan(&seq); err != nil {
+			t.Fatal(err)
+		}
+		if seq != i {
+			t.Fatalf("ids[%d] holds seq %d", i, seq)
+		}
+	}
+	// Valid JSON that jsonb refuses (a NUL character): the server fails the
+	// statement, and none of the batch is stored.
+	bad := []pgflow.Outgoing{{Queue: "one", Payload: 1}, {Queue: "one", Payload: json.RawMessage(`{"a":"\u0000"}`)}, {Queue: "one", Payload: 3}}
+	if _, err := c.PublishBatch(ctx, bad); err == nil {
+		t.Fatal("a batch with a payload jsonb refuses was accepted")
+	}
+	if got := db.Count(t, "pgflow_messages", ""); got != n {
+		t.Fatalf("%d rows after the failed batch, want %d", got, n)
+	}
+}

@@ -66,6 +66,9 @@ type Consumer struct {
 	DLQRetention *time.Duration
 	// Topics the queue subscribes to (topics), at Service.Start.
 	Topics []string
+	// BatchSize (batch_size), when not 0, makes Handler a batch handler
+	// receiving up to BatchSize messages per call.
+	BatchSize int
 }
 
 // Handlers maps the names used in consumer entries' handler key to handlers.
@@ -81,12 +84,19 @@ func (h Handlers) Names() []string {
 	return names
 }
 
+// BatchHandlers maps the names used by consumer entries with batch_size to
+// batch handlers.
+type BatchHandlers map[string]pgflow.BatchHandler
+
 // Options tune loading.
 type Options struct {
 	// Handlers, when not nil, are the handler names consumers may use; an
-	// entry naming another is a problem. Nil skips the check (for tools that
-	// only inspect a file).
+	// entry naming another is a problem. Nil (with BatchHandlers nil) skips
+	// the check (for tools that only inspect a file).
 	Handlers Handlers
+	// BatchHandlers are the handler names consumer entries with batch_size
+	// may use; checked like Handlers.
+	BatchHandlers BatchHandlers
 	// LookupEnv reads environment variables. Default os.LookupEnv.
 	LookupEnv func(string) (string, bool)
 }
@@ -314,6 +324,7 @@ func (l *loader) queue(name, path string, k, v *yaml.Node, d envDefaults, consum
 		c.RetryDelay = durationPtr(*d.retryDelayMs)
 	}
 	var sawQueue, sawHandler bool
+	handlerLine := 0
 	l.each(v, path, func(key string, kn, vn *yaml.Node) {
 		p := join(path, key)
 		switch key {
@@ -367,12 +378,21 @@ func (l *loader) queue(name, path string, k, v *yaml.Node, d envDefaults, consum
 			sawHandler = true
 			if s, ok := l.str(vn, p); ok {
 				c.Handler = s
+				handlerLine = vn.Line
 				if s == "" {
 					l.add(p, vn.Line, "must not be empty")
-				} else if l.opts.Handlers != nil {
-					if _, ok := l.opts.Handlers[s]; !ok {
-						l.add(p, vn.Line, "handler %q is not registered (registered: %s)", s, registered(l.opts.Handlers))
-					}
+				}
+			}
+		case "batch_size":
+			if !consumer {
+				l.add(p, kn.Line, "unknown key: batch_size is only for consumers")
+				return
+			}
+			if n, ok := l.integer(vn, p); ok {
+				if n < 1 || n > 10000 {
+					l.add(p, vn.Line, "must be 1-10000, got %d", n)
+				} else {
+					c.BatchSize = n
 				}
 			}
 		case "lease_timeout_ms", "timeout_ms":
@@ -430,6 +450,11 @@ func (l *loader) queue(name, path string, k, v *yaml.Node, d envDefaults, consum
 	if consumer && !sawHandler {
 		l.add(join(path, "handler"), k.Line, "missing: name the Go handler for this queue")
 	}
+	if consumer && c.Handler != "" && (l.opts.Handlers != nil || l.opts.BatchHandlers != nil) {
+		if msg := handlerProblem(c, l.opts.Handlers, l.opts.BatchHandlers); msg != "" {
+			l.add(join(path, "handler"), handlerLine, "%s", msg)
+		}
+	}
 	return c
 }
 
@@ -462,11 +487,35 @@ func (l *loader) topics(v *yaml.Node, path string) []string {
 	return out
 }
 
-func registered(h Handlers) string {
+// handlerProblem says why c's handler is not registered ("" when it is): a
+// batch_size entry names a batch handler, another entry a handler.
+func handlerProblem(c Consumer, hs Handlers, bs BatchHandlers) string {
+	_, single := hs[c.Handler]
+	_, batch := bs[c.Handler]
+	switch {
+	case c.BatchSize > 0 && batch, c.BatchSize == 0 && single:
+		return ""
+	case c.BatchSize > 0 && single:
+		return fmt.Sprintf("handler %q handles one message at a time; batch_size needs a batch handler (registered: %s)", c.Handler, registered(bs))
+	case c.BatchSize > 0:
+		return fmt.Sprintf("batch handler %q is not registered (registered: %s)", c.Handler, registered(bs))
+	case batch:
+		return fmt.Sprintf("handler %q is a batch handler; set batch_size", c.Handler)
+	default:
+		return fmt.Sprintf("handler %q is not registered (registered: %s)", c.Handler, registered(hs))
+	}
+}
+
+func registered[H any](h map[string]H) string {
 	if len(h) == 0 {
 		return "none"
 	}
-	return strings.Join(h.Names(), ", ")
+	names := make([]string, 0, len(h))
+	for n := range h {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
 }
 
 // scalar returns a scalar node's value after ${VAR} expansion.

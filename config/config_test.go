@@ -23,6 +23,8 @@ func noop(context.Context, *pgflow.Message) error { return nil }
 
 var handlers = config.Handlers{"handle_a": noop, "handle_b": noop}
 
+var batchHandlers = config.BatchHandlers{"handle_batch": func(ctx context.Context, msgs []*pgflow.Message) error { return nil }}
+
 const valid = `
 database_url: postgres://127.0.0.1/test
 producers:
@@ -146,7 +148,7 @@ func TestProblems(t *testing.T) {
 		{"unknown entry key", head + "producers:\n  p:\n    queue_name: q\n    worker: 2\n", nil,
 			`f.yaml: line 5: producers.p.worker: unknown key (want queue_name, workers, max_retries, retry_delay_ms, priority)`},
 		{"unknown consumer key", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_a\n    lease_ms: 5\n", nil,
-			`f.yaml: line 6: consumers.c.lease_ms: unknown key (want queue_name, workers, max_retries, retry_delay_ms, priority, handler, lease_timeout_ms, timeout_ms, expiry, dlq_retention, topics)`},
+			`f.yaml: line 6: consumers.c.lease_ms: unknown key (want queue_name, workers, max_retries, retry_delay_ms, priority, handler, batch_size, lease_timeout_ms, timeout_ms, expiry, dlq_retention, topics)`},
 		{"expiry on a producer", head + "producers:\n  p:\n    queue_name: q\n    expiry: 5m\n", nil,
 			`f.yaml: line 5: producers.p.expiry: unknown key: expiry is only for consumers`},
 		{"retention without unit", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_a\n    dlq_retention: 604800000\n", nil,
@@ -181,6 +183,14 @@ func TestProblems(t *testing.T) {
 			`f.yaml: line 6: consumers.c.timeout_ms: want an integer, got nothing`},
 		{"timeout a list", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_a\n    timeout_ms: [1]\n", nil,
 			`f.yaml: line 6: consumers.c.timeout_ms: want an integer, got a list`},
+		{"batch size on a producer", head + "producers:\n  p:\n    queue_name: q\n    batch_size: 10\n", nil,
+			`f.yaml: line 5: producers.p.batch_size: unknown key: batch_size is only for consumers`},
+		{"batch size zero", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_batch\n    batch_size: 0\n", nil,
+			"f.yaml: 2 problems:\n  line 5: consumers.c.handler: handler \"handle_batch\" is a batch handler; set batch_size\n  line 6: consumers.c.batch_size: must be 1-10000, got 0"},
+		{"batch size for a single handler", head + "consumers:\n  c:\n    queue_name: q\n    batch_size: 50\n    handler: handle_a\n", nil,
+			`f.yaml: line 6: consumers.c.handler: handler "handle_a" handles one message at a time; batch_size needs a batch handler (registered: handle_batch)`},
+		{"unregistered batch handler", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_x\n    batch_size: 50\n", nil,
+			`f.yaml: line 5: consumers.c.handler: batch handler "handle_x" is not registered (registered: handle_batch)`},
 		{"handler on producer", head + "producers:\n  p:\n    queue_name: q\n    handler: handle_a\n", nil,
 			`f.yaml: line 5: producers.p.handler: unknown key: handler is only for consumers`},
 		{"handler_method", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_a\n    handler_method: x\n", nil,
@@ -236,7 +246,7 @@ func TestProblems(t *testing.T) {
 			"f.yaml: 3 problems:\n  line 5: producers.p.workers: must be at least 1, got 0\n  line 6: producers.p.colour: unknown key (want queue_name, workers, max_retries, retry_delay_ms, priority)\n  line 10: consumers.c.handler: handler \"nope\" is not registered (registered: handle_a, handle_b)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := config.Parse([]byte(tc.src), "f.yaml", config.Options{Handlers: handlers, LookupEnv: env(tc.vars)})
+			_, err := config.Parse([]byte(tc.src), "f.yaml", config.Options{Handlers: handlers, BatchHandlers: batchHandlers, LookupEnv: env(tc.vars)})
 			var ce *config.Error
 			if !errors.As(err, &ce) {
 				t.Fatalf("got %v, want a *config.Error", err)
@@ -298,8 +308,9 @@ func TestGuideFiles(t *testing.T) {
 		t.Fatalf("singularity database %q schema %q", sing.DatabaseURL, sing.Schema)
 	}
 	cc, err := config.Load("../examples/nexus/centralcloud/pgflow.yaml", config.Options{
-		Handlers:  names("handle_proposal_for_consensus", "handle_execution_metrics", "handle_pattern_discovered"),
-		LookupEnv: env(nil),
+		Handlers:      names("handle_proposal_for_consensus", "handle_pattern_discovered"),
+		BatchHandlers: config.BatchHandlers{"handle_execution_metrics": nil},
+		LookupEnv:     env(nil),
 	})
 	if err != nil {
 		t.Fatal(err)

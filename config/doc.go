@@ -41,6 +41,9 @@
 //	  workers          handlers running at once
 //	  handler          the name of a handler registered in Go (one key: a
 //	                   handler_method key is refused with a hint)
+//	  batch_size       makes handler a batch handler (BatchHandlers) that
+//	                   receives up to this many messages per call (1-10000);
+//	                   workers is then the number of calls running at once
 //	  max_retries      the queue's retries before the dead-letter queue
 //	  retry_delay_ms   the queue's first retry delay, doubled for each further retry
 //	  priority         the queue's default message priority

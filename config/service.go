@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/pgflow-go/pgflow"
@@ -18,6 +19,21 @@ import (
 // queue gets the defaults. An entry that sets none does not declare.
 func (c Consumer) ConsumerConfig(h pgflow.Handler) pgflow.ConsumerConfig {
 	cc := pgflow.ConsumerConfig{Queue: c.QueueName, Workers: c.Workers, Handler: h, Timeout: c.Timeout}
+	cc.Declare = c.declare()
+	return cc
+}
+
+// BatchConsumerConfig is ConsumerConfig for an entry with batch_size: h
+// receives up to BatchSize messages per call.
+func (c Consumer) BatchConsumerConfig(h pgflow.BatchHandler) pgflow.ConsumerConfig {
+	cc := pgflow.ConsumerConfig{Queue: c.QueueName, Workers: c.Workers, BatchHandler: h, BatchSize: c.BatchSize, Timeout: c.Timeout}
+	cc.Declare = c.declare()
+	return cc
+}
+
+// declare is the queue declaration of the settings the entry sets, nil
+// when it sets none.
+func (c Consumer) declare() *pgflow.QueueConfig {
 	decl := pgflow.QueueConfig{Name: c.QueueName}
 	if c.MaxRetries != nil {
 		decl.MaxRetries = pgflow.Set(*c.MaxRetries)
@@ -38,9 +54,9 @@ func (c Consumer) ConsumerConfig(h pgflow.Handler) pgflow.ConsumerConfig {
 		decl.DLQRetention = pgflow.Set(*c.DLQRetention)
 	}
 	if decl != (pgflow.QueueConfig{Name: c.QueueName}) {
-		cc.Declare = &decl
+		return &decl
 	}
-	return cc
+	return nil
 }
 
 // ProducerConfig turns a producer entry into a producer's settings; unset
@@ -80,23 +96,31 @@ type Service struct {
 	started   bool
 }
 
-// NewService registers cfg's consumers on client, with the named handlers,
-// and starts a producer per producer entry. Start the consumers with Start;
-// Stop stops them and closes the producers (the client stays open).
-func NewService(client *pgflow.Client, cfg *Config, handlers Handlers) (*Service, error) {
+// NewService registers cfg's consumers on client, with the named handlers
+// (entries with batch_size: the named batch handlers), and starts a producer
+// per producer entry. Start the consumers with Start; Stop stops them and
+// closes the producers (the client stays open).
+func NewService(client *pgflow.Client, cfg *Config, handlers Handlers, batch ...BatchHandlers) (*Service, error) {
 	s := &Service{Client: client, consumers: cfg.Consumers, producers: map[string]*producer.Producer{}}
+	bs := BatchHandlers{}
+	for _, b := range batch {
+		maps.Copy(bs, b)
+	}
 	var missing []Problem
 	for _, c := range cfg.Consumers {
-		if _, ok := handlers[c.Handler]; !ok {
-			missing = append(missing, Problem{Path: "consumers." + c.Name + ".handler", Line: c.Line,
-				Message: fmt.Sprintf("handler %q is not registered (registered: %s)", c.Handler, registered(handlers))})
+		if msg := handlerProblem(c, handlers, bs); msg != "" {
+			missing = append(missing, Problem{Path: "consumers." + c.Name + ".handler", Line: c.Line, Message: msg})
 		}
 	}
 	if len(missing) > 0 {
 		return nil, &Error{File: cfg.Path, Problems: missing}
 	}
 	for _, c := range cfg.Consumers {
-		if err := client.Consume(c.ConsumerConfig(handlers[c.Handler])); err != nil {
+		cc := c.ConsumerConfig(handlers[c.Handler])
+		if c.BatchSize > 0 {
+			cc = c.BatchConsumerConfig(bs[c.Handler])
+		}
+		if err := client.Consume(cc); err != nil {
 			return nil, fmt.Errorf("consumers.%s: %w", c.Name, err)
 		}
 	}

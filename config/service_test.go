@@ -170,3 +170,62 @@ func TestFileTopicsSubscribeAtStart(t *testing.T) {
 		t.Fatalf("PublishTopic = %v, %v", sent, err)
 	}
 }
+
+// An entry with batch_size registers its named batch handler: calls receive
+// up to batch_size messages, with the entry's workers and queue settings.
+func TestBatchSizeEntryRegistersABatchHandler(t *testing.T) {
+	t.Parallel()
+	db := pgflowtest.New(t)
+	ctx := context.Background()
+	cfg, err := config.Parse([]byte("database_url: "+db.URL+"\nschema: "+db.Schema+"\nconsumers:\n  m:\n    queue_name: metrics\n"+
+		"    handler: aggregate\n    batch_size: 4\n    workers: 1\n    max_retries: 0\n"), "pgflow.yaml",
+		config.Options{Handlers: handlers, BatchHandlers: config.BatchHandlers{"aggregate": nil}, LookupEnv: env(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := pgflow.New(db.Pool, pgflow.Config{Schema: db.Schema, DisableStatsCounters: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close(ctx)
+	var batch []pgflow.Outgoing
+	for i := range 10 {
+		batch = append(batch, pgflow.Outgoing{Queue: "metrics", Payload: map[string]int{"n": i}})
+	}
+	if _, err := client.PublishBatch(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	sizes := make(chan int, 10)
+	aggregate := func(ctx context.Context, msgs []*pgflow.Message) error {
+		sizes <- len(msgs)
+		return nil
+	}
+	svc, err := config.NewService(client, cfg, handlers, config.BatchHandlers{"aggregate": aggregate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Stop(ctx)
+	total := 0
+	for total < 10 {
+		select {
+		case n := <-sizes:
+			if n > 4 {
+				t.Fatalf("a call received %d messages; batch_size is 4", n)
+			}
+			total += n
+		case <-time.After(time.Minute):
+			t.Fatalf("%d of 10 messages handled", total)
+		}
+	}
+	if q, err := client.Queue(ctx, "metrics"); err != nil || q.MaxRetries != 0 {
+		t.Fatalf("queue %+v, %v: want max_retries 0 declared", q, err)
+	}
+	// A single handler under the batch entry's name is refused.
+	if _, err := config.NewService(client, cfg, config.Handlers{"aggregate": noop}); err == nil ||
+		!strings.Contains(err.Error(), `handler "aggregate" handles one message at a time; batch_size needs a batch handler`) {
+		t.Fatalf("NewService with a single handler = %v", err)
+	}
+}

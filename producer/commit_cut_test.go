@@ -22,9 +22,10 @@ import (
 )
 
 // commitCutter is a TCP proxy in front of the test server. Armed, it passes
-// the next COMMIT to the server and then cuts the connection before the
-// server's answer can reach the client: the commit happens, the client
-// cannot know.
+// the next end of a transaction to the server (a COMMIT, or the Sync that
+// ends an executed statement's implicit transaction: a batch of one
+// statement commits so) and then cuts the connection before the server's
+// answer can reach the client: the commit happens, the client cannot know.
 type commitCutter struct {
 	ln     net.Listener
 	target string
@@ -91,6 +92,7 @@ func (cc *commitCutter) forward(client, server net.Conn) {
 	if _, err := server.Write(append(head[:4:4], startup...)); err != nil {
 		return
 	}
+	executed := false // an Execute since the last Sync
 	for {
 		if _, err := io.ReadFull(client, head[:]); err != nil {
 			return
@@ -102,7 +104,14 @@ func (cc *commitCutter) forward(client, server net.Conn) {
 		if _, err := server.Write(append(head[:], body...)); err != nil {
 			return
 		}
-		if head[0] == 'Q' && bytes.HasPrefix(bytes.ToLower(body), []byte("commit")) && cc.armed.CompareAndSwap(true, false) {
+		if head[0] == 'E' {
+			executed = true
+		}
+		ends := head[0] == 'Q' && bytes.HasPrefix(bytes.ToLower(body), []byte("commit")) || head[0] == 'S' && executed
+		if head[0] == 'S' {
+			executed = false
+		}
+		if ends && cc.armed.CompareAndSwap(true, false) {
 			// The server has the COMMIT (and then end of input); the client
 			// gets nothing back.
 			cc.cuts.Add(1)

@@ -7,6 +7,17 @@
 // long the handler ran. Nothing here writes to the database: the owner
 // turns outcomes into acknowledgements and failures.
 //
+// # Batches
+//
+// With Config.HandleBatch, each worker runs one batch at a time: the tasks
+// of one SubmitBatch call, in order, in one call that returns an error per
+// task. The batch has one context, cancelled by the timeout (each error it
+// returns after that wraps TimeoutCause), by the parent, or once every task
+// in it was cancelled; a task cancelled alone (its lease lost) gets its own
+// outcome (LeaseLost) while the others run on. A panic or a result of the
+// wrong length fails every task. Capacity, not Workers, then bounds the
+// tasks submitted and not finished.
+//
 // # Timeout
 //
 // With Config.Timeout set, a handler's context is cancelled with cause

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,21 @@ type Task[T any] struct {
 	start  time.Time // zero until a worker starts it (guarded by Executor.mu)
 	stuck  bool      // guarded by Executor.mu
 	done   bool      // guarded by Executor.mu
+	// batch is the batch run the task belongs to once started (batch mode;
+	// guarded by Executor.mu), gone counts it cancelled in that run.
+	batch *batchRun
+	gone  bool
+}
+
+// batchRun is one call of Config.HandleBatch: its context is cancelled by
+// the timeout, or once every task in it was cancelled (lease lost, taken
+// back); a single task's lost lease leaves the others running.
+type batchRun struct {
+	ctx       context.Context
+	cancel    context.CancelCauseFunc
+	start     time.Time
+	n         int // tasks in the run
+	cancelled int // of which cancelled (guarded by Executor.mu)
 }
 
 // Outcome is how a task ended.
@@ -40,6 +56,13 @@ type Outcome struct {
 type Config[T any] struct {
 	Workers int
 	Handle  func(ctx context.Context, msg T) error
+	// HandleBatch, set instead of Handle, runs the tasks of one SubmitBatch
+	// call at once and returns one error per message, in order (nil: every
+	// one succeeded). Each of the Workers workers runs one batch at a time.
+	HandleBatch func(ctx context.Context, msgs []T) []error
+	// Capacity is how many tasks may be submitted and not finished at
+	// once; Submit and SubmitBatch never block within it. Default Workers.
+	Capacity int
 	// Timeout bounds a handler's run; zero or negative: no bound.
 	Timeout time.Duration
 	// Grace is how long past Timeout a handler may run before it is stuck.
@@ -58,7 +81,8 @@ type Config[T any] struct {
 type Executor[T any] struct {
 	cfg    Config[T]
 	parent context.Context
-	queue  chan *Task[T]
+	queue  chan *Task[T]   // single mode
+	chunks chan []*Task[T] // batch mode
 	wg     sync.WaitGroup
 
 	mu       sync.Mutex
@@ -68,10 +92,17 @@ type Executor[T any] struct {
 
 // New starts cfg.Workers workers. parent parents every task's context.
 func New[T any](parent context.Context, cfg Config[T]) *Executor[T] {
+	if cfg.Capacity < cfg.Workers {
+		cfg.Capacity = cfg.Workers
+	}
 	e := &Executor[T]{
 		cfg: cfg, parent: parent,
-		queue:    make(chan *Task[T], cfg.Workers),
-		inflight: make(map[int64]*Task[T], cfg.Workers),
+		inflight: make(map[int64]*Task[T], cfg.Capacity),
+	}
+	if cfg.HandleBatch != nil {
+		e.chunks = make(chan []*Task[T], cfg.Capacity)
+	} else {
+		e.queue = make(chan *Task[T], cfg.Capacity)
 	}
 	for range cfg.Workers {
 		e.wg.Add(1)
@@ -86,9 +117,18 @@ func New[T any](parent context.Context, cfg Config[T]) *Executor[T] {
 					if t := w.cur.Load(); t != nil && time.Since(t.start) >= cfg.Timeout {
 						t.cancel(cfg.TimeoutCause)
 					}
+					if b := w.curBatch.Load(); b != nil && time.Since(b.start) >= cfg.Timeout {
+						b.cancel(cfg.TimeoutCause)
+					}
 				})
 				w.timer.Stop()
 				defer w.timer.Stop()
+			}
+			if e.chunks != nil {
+				for ts := range e.chunks {
+					e.runBatch(w, ts)
+				}
+				return
 			}
 			for t := range e.queue {
 				e.run(w, t)
@@ -100,12 +140,14 @@ func New[T any](parent context.Context, cfg Config[T]) *Executor[T] {
 
 // worker is one worker goroutine's timeout timer and current task.
 type worker[T any] struct {
-	timer *time.Timer
-	cur   atomic.Pointer[Task[T]]
+	timer    *time.Timer
+	cur      atomic.Pointer[Task[T]]
+	curBatch atomic.Pointer[batchRun]
 }
 
-// Submit queues a task. The owner submits at most Workers tasks that have
-// not finished, so Submit never blocks. It returns false after Close.
+// Submit queues a task (single mode). The owner submits at most Capacity
+// tasks that have not finished, so Submit never blocks. It returns false
+// after Close.
 func (e *Executor[T]) Submit(t *Task[T]) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -116,6 +158,39 @@ func (e *Executor[T]) Submit(t *Task[T]) bool {
 	e.inflight[t.ID] = t
 	e.queue <- t
 	return true
+}
+
+// SubmitBatch queues tasks to run together in one HandleBatch call (batch
+// mode). Like Submit it never blocks within Capacity and returns false
+// after Close.
+func (e *Executor[T]) SubmitBatch(ts []*Task[T]) bool {
+	if len(ts) == 0 {
+		return true
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return false
+	}
+	for _, t := range ts {
+		t.ctx, t.cancel = context.WithCancelCause(e.parent)
+		e.inflight[t.ID] = t
+	}
+	e.chunks <- slices.Clone(ts)
+	return true
+}
+
+// cancelLocked cancels t with cause; in a running batch, the batch's
+// context is cancelled with the last of its tasks. Callers hold e.mu.
+func (e *Executor[T]) cancelLocked(t *Task[T], cause error) {
+	t.cancel(cause)
+	if b := t.batch; b != nil && !t.gone {
+		t.gone = true
+		b.cancelled++
+		if b.cancelled == b.n {
+			b.cancel(cause)
+		}
+	}
 }
 
 func (e *Executor[T]) run(w *worker[T], t *Task[T]) {
@@ -167,6 +242,110 @@ func (e *Executor[T]) run(w *worker[T], t *Task[T]) {
 	e.cfg.Done(t, o)
 }
 
+// runBatch runs one batch: the tasks taken back before it started are
+// skipped, the others go to HandleBatch together, and each gets its own
+// outcome.
+func (e *Executor[T]) runBatch(w *worker[T], ts []*Task[T]) {
+	now := time.Now()
+	b := &batchRun{start: now}
+	b.ctx, b.cancel = context.WithCancelCause(e.parent)
+	live := make([]*Task[T], 0, len(ts))
+	var skipped []*Task[T]
+	e.mu.Lock()
+	for _, t := range ts {
+		if t.ctx.Err() != nil {
+			delete(e.inflight, t.ID)
+			t.done = true
+			skipped = append(skipped, t)
+			continue
+		}
+		t.start, t.batch = now, b
+		live = append(live, t)
+	}
+	b.n = len(live)
+	e.mu.Unlock()
+	for _, t := range skipped {
+		t.cancel(nil)
+		e.cfg.Done(t, Outcome{Skipped: true, Cancelled: true})
+	}
+	if len(live) == 0 {
+		b.cancel(nil)
+		return
+	}
+	if w.timer != nil {
+		w.curBatch.Store(b)
+		w.timer.Reset(e.cfg.Timeout)
+	}
+	msgs := make([]T, len(live))
+	for i, t := range live {
+		msgs[i] = t.Msg
+	}
+	errs := e.invokeBatch(b.ctx, msgs)
+	took := time.Since(now)
+	if w.timer != nil {
+		w.timer.Stop()
+		w.curBatch.Store(nil)
+	}
+	timedOut := e.cfg.TimeoutCause != nil && errors.Is(context.Cause(b.ctx), e.cfg.TimeoutCause)
+	e.mu.Lock()
+	for _, t := range live {
+		delete(e.inflight, t.ID)
+		t.done = true
+	}
+	e.mu.Unlock()
+	b.cancel(nil)
+	for i, t := range live {
+		err := errs[i]
+		o := Outcome{Took: took}
+		switch cause := context.Cause(t.ctx); {
+		case cause == nil:
+			if timedOut && err != nil && !errors.Is(err, e.cfg.TimeoutCause) {
+				err = fmt.Errorf("%w after %v: %w", e.cfg.TimeoutCause, e.cfg.Timeout, err)
+			}
+		case e.cfg.LeaseLostCause != nil && errors.Is(cause, e.cfg.LeaseLostCause):
+			o.LeaseLost = true
+		default:
+			o.Cancelled = true
+		}
+		o.Err = err
+		t.cancel(nil)
+		e.cfg.Done(t, o)
+	}
+}
+
+// invokeBatch calls HandleBatch and returns exactly one error per message:
+// a panic, or a result of the wrong length, fails them all.
+func (e *Executor[T]) invokeBatch(ctx context.Context, msgs []T) (errs []error) {
+	defer func() {
+		if r := recover(); r != nil {
+			var err error
+			if e.cfg.Panic != nil {
+				err = e.cfg.Panic(r, debug.Stack())
+			} else {
+				err = fmt.Errorf("handler panicked: %v", r)
+			}
+			errs = fill(len(msgs), err)
+		}
+	}()
+	errs = e.cfg.HandleBatch(ctx, msgs)
+	switch len(errs) {
+	case len(msgs):
+		return errs
+	case 0:
+		return make([]error, len(msgs))
+	default:
+		return fill(len(msgs), fmt.Errorf("batch handler returned %d outcomes for %d messages", len(errs), len(msgs)))
+	}
+}
+
+func fill(n int, err error) []error {
+	errs := make([]error, n)
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
+}
+
 func (e *Executor[T]) invoke(ctx context.Context, msg T) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -186,7 +365,11 @@ func (e *Executor[T]) Close() {
 	defer e.mu.Unlock()
 	if !e.closed {
 		e.closed = true
-		close(e.queue)
+		if e.chunks != nil {
+			close(e.chunks)
+		} else {
+			close(e.queue)
+		}
 	}
 }
 
@@ -213,7 +396,7 @@ func (e *Executor[T]) CancelAll(cause error) []*Task[T] {
 	defer e.mu.Unlock()
 	out := make([]*Task[T], 0, len(e.inflight))
 	for _, t := range e.inflight {
-		t.cancel(cause)
+		e.cancelLocked(t, cause)
 		out = append(out, t)
 	}
 	clear(e.inflight)
@@ -303,7 +486,7 @@ func (e *Executor[T]) Beat(ctx context.Context, extend ExtendFunc, onErr func(er
 	defer e.mu.Unlock()
 	for i, id := range ids {
 		if t, ok := e.inflight[id]; ok && !held[id] && t.Token == tokens[i] {
-			t.cancel(e.cfg.LeaseLostCause)
+			e.cancelLocked(t, e.cfg.LeaseLostCause)
 		}
 	}
 }

@@ -19,6 +19,7 @@ const (
 	FindByDedupKey           = "FindByDedupKey"
 	InsertMessages           = "InsertMessages"
 	InsertMessagesPlain      = "InsertMessagesPlain"
+	InsertMessagesOneQueue   = "InsertMessagesOneQueue"
 
 	ClaimMessages       = "ClaimMessages"
 	ClaimMessagesAfter  = "ClaimMessagesAfter"

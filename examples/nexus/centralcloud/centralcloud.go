@@ -56,7 +56,8 @@ const RollbackExpiry = 10 * time.Minute
 
 // LoadConfig reads the embedded pgflow.yaml (or path, if not empty).
 func LoadConfig(path string, lookupEnv func(string) (string, bool)) (*config.Config, error) {
-	opts := config.Options{Handlers: config.Handlers{HandleProposal: nil, HandleMetrics: nil, HandlePattern: nil}, LookupEnv: lookupEnv}
+	opts := config.Options{Handlers: config.Handlers{HandleProposal: nil, HandlePattern: nil},
+		BatchHandlers: config.BatchHandlers{HandleMetrics: nil}, LookupEnv: lookupEnv}
 	if path != "" {
 		return config.Load(path, opts)
 	}
@@ -129,7 +130,7 @@ func New(client *pgflow.Client, cfg *config.Config, opts Options) (*CentralCloud
 	for _, at := range wire.AgentTypes {
 		cc.profiles[at] = wire.SafetyProfile{Version: 1, MaxRiskScore: 0.7, MaxImpactScore: 0.9, RequireConsensus: true}
 	}
-	svc, err := config.NewService(client, cfg, cc.Handlers())
+	svc, err := config.NewService(client, cfg, cc.Handlers(), cc.BatchHandlers())
 	if err != nil {
 		return nil, err
 	}
@@ -141,9 +142,14 @@ func New(client *pgflow.Client, cfg *config.Config, opts Options) (*CentralCloud
 func (cc *CentralCloud) Handlers() config.Handlers {
 	return config.Handlers{
 		HandleProposal: cc.handleProposal,
-		HandleMetrics:  cc.handleMetrics,
 		HandlePattern:  cc.handlePattern,
 	}
+}
+
+// BatchHandlers are the batch handlers pgflow.yaml names (entries with
+// batch_size).
+func (cc *CentralCloud) BatchHandlers() config.BatchHandlers {
+	return config.BatchHandlers{HandleMetrics: cc.handleMetrics}
 }
 
 // Start starts the consumers.
@@ -282,29 +288,53 @@ func (cc *CentralCloud) vote(p wire.ProposalForConsensus) wire.ConsensusResult {
 		Status: status, Votes: votes, Confidence: confidence, DecidedAt: time.Now().UTC()}
 }
 
-// handleMetrics is Guardian: it remembers each instance's recent metrics and
-// orders a rollback when a change crossed a threshold.
-func (cc *CentralCloud) handleMetrics(ctx context.Context, m *pgflow.Message) error {
-	var em wire.ExecutionMetrics
-	if err := wire.Decode("execution_metrics", m.Payload, &em); err != nil {
-		return permanent(err)
+// handleMetrics is Guardian, a batch handler: it takes up to batch_size
+// metrics messages at once, records every instance's recent error-rate
+// deltas under one lock, and orders a rollback for each change that crossed
+// a threshold. Each message has its own outcome: an invalid payload is
+// dead-lettered, a rollback whose publish failed is retried (the trigger is
+// deduplicated by proposal), the others are acknowledged.
+func (cc *CentralCloud) handleMetrics(ctx context.Context, msgs []*pgflow.Message) error {
+	errs := make(pgflow.BatchErrors, len(msgs))
+	ems := make([]*wire.ExecutionMetrics, len(msgs))
+	for i, m := range msgs {
+		var em wire.ExecutionMetrics
+		if err := wire.Decode("execution_metrics", m.Payload, &em); err != nil {
+			errs[i] = permanent(err)
+			continue
+		}
+		ems[i] = &em
 	}
+	cc.mu.Lock()
+	for _, em := range ems {
+		if em == nil {
+			continue
+		}
+		cc.instances[em.InstanceID] = true
+		byType := cc.recent[em.InstanceID]
+		if byType == nil {
+			byType = map[string][]float64{}
+			cc.recent[em.InstanceID] = byType
+		}
+		window := append(byType[em.AgentType], em.MetricsAfter.ErrorRate-em.MetricsBefore.ErrorRate)
+		if len(window) > 10 {
+			window = window[len(window)-10:]
+		}
+		byType[em.AgentType] = window
+	}
+	cc.mu.Unlock()
+	for i, em := range ems {
+		if em != nil {
+			errs[i] = cc.guard(ctx, em)
+		}
+	}
+	return errs
+}
+
+// guard orders a rollback when em's change crossed a threshold.
+func (cc *CentralCloud) guard(ctx context.Context, em *wire.ExecutionMetrics) error {
 	delta := em.MetricsAfter.ErrorRate - em.MetricsBefore.ErrorRate
 	latency := em.MetricsAfter.LatencyP95Ms / em.MetricsBefore.LatencyP95Ms
-	cc.mu.Lock()
-	cc.instances[em.InstanceID] = true
-	byType := cc.recent[em.InstanceID]
-	if byType == nil {
-		byType = map[string][]float64{}
-		cc.recent[em.InstanceID] = byType
-	}
-	window := append(byType[em.AgentType], delta)
-	if len(window) > 10 {
-		window = window[len(window)-10:]
-	}
-	byType[em.AgentType] = window
-	cc.mu.Unlock()
-
 	var trig *wire.RollbackTrigger
 	switch {
 	case delta > ErrorRateIncrease:

@@ -8,7 +8,8 @@
 //   - Consensus: every proposal is recorded and decided by a vote of the
 //     known instances over their recent metrics for the proposal's agent type
 //     and the agent type's safety profile.
-//   - Guardian: metrics whose error rate rose past ErrorRateIncrease trigger a
+//   - Guardian (a batch handler: up to batch_size metrics per call, recorded
+//     under one lock): metrics whose error rate rose past ErrorRateIncrease trigger a
 //     critical rollback at high priority; a p95 latency past LatencyIncrease
 //     a warning at normal priority.
 //   - Aggregator: patterns' success rates tune each agent type's safety

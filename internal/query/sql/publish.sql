@@ -89,6 +89,19 @@ LEFT JOIN {{schema}}.pgflow_queues q ON q.queue_name = i.queue_name
 ORDER BY i.ord
 RETURNING id;
 
+-- name: InsertMessagesOneQueue
+-- InsertMessagesPlain for a batch whose messages all go to one queue with no
+-- option set (the common bulk case): only the payloads travel, as one array;
+-- the queue's default priority and expiry are read once, and headers and
+-- visible_at take their column defaults ('{}', now()). Ids in input order.
+INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, priority, expires_at)
+SELECT $1::text, i.payload::jsonb, coalesce(q.priority, 0),
+       now() + nullif(q.expiry_ms, 0) * interval '1 millisecond'
+FROM unnest($2::text[]) WITH ORDINALITY AS i(payload, ord)
+LEFT JOIN {{schema}}.pgflow_queues q ON q.queue_name = $1::text
+ORDER BY i.ord
+RETURNING id;
+
 -- name: InsertMessages
 -- Many messages in one statement, as InsertMessagesPlain plus $7 dedup
 -- keys (NULL for none); $8 expires_at and $9 expiry_us as InsertMessagesPlain's

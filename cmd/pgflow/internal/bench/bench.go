@@ -56,6 +56,12 @@ type Config struct {
 	N       int
 	Batch   int
 	Workers []int
+	// BatchSize, when above 0, drains W1 with a batch handler receiving up
+	// to BatchSize messages per call; Workers is then the number of calls
+	// running at once.
+	BatchSize int
+	// MaxBatch, when above 0, is the consumers' ConsumerConfig.MaxBatch.
+	MaxBatch int
 	// W2
 	W2Goroutines int
 	W2Dur        time.Duration
@@ -373,6 +379,14 @@ func (r *recorder) handler(_ context.Context, m *pgflow.Message) error {
 	return nil
 }
 
+// batchHandler is handler for each message of a batch.
+func (r *recorder) batchHandler(ctx context.Context, msgs []*pgflow.Message) error {
+	for _, m := range msgs {
+		_ = r.handler(ctx, m)
+	}
+	return nil
+}
+
 var seqKey = []byte(`"seq":`)
 
 // parseSeq reads the "seq" number of a payload without a full decode.
@@ -402,13 +416,20 @@ func body(seq int64) json.RawMessage {
 
 // clients returns the consuming client (with workers>0) and the publishing
 // client, which is the same one unless SplitPublisher.
-func (r *Runner) clients(ctx context.Context, workers int, rec *recorder) (cons, pub *pgflow.Client, err error) {
+func (r *Runner) clients(ctx context.Context, workers, batchSize int, rec *recorder) (cons, pub *pgflow.Client, err error) {
 	cons, err = pgflow.New(r.pool, r.newClientConfig())
 	if err != nil {
 		return nil, nil, err
 	}
 	if workers > 0 {
-		if err := cons.Consume(pgflow.ConsumerConfig{Queue: Queue, Workers: workers, Handler: rec.handler}); err != nil {
+		cc := pgflow.ConsumerConfig{Queue: Queue, Workers: workers, Handler: rec.handler}
+		if batchSize > 0 || r.cfg.MaxBatch > 0 {
+			cc.MaxBatch = r.cfg.MaxBatch
+		}
+		if batchSize > 0 {
+			cc.Handler, cc.BatchHandler, cc.BatchSize = nil, rec.batchHandler, batchSize
+		}
+		if err := cons.Consume(cc); err != nil {
 			return nil, nil, err
 		}
 	}

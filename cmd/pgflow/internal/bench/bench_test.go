@@ -121,6 +121,21 @@ func TestRunSmoke(t *testing.T) {
 			t.Errorf("%s: lines %v, want one meta, run and summary", w, kinds)
 		}
 	}
+	// W1 drained by a batch handler: every message handled once.
+	cfg.BatchSize = 50
+	var out bytes.Buffer
+	if err := Run(context.Background(), cfg, "w1", &out); err != nil {
+		t.Fatalf("w1 with a batch handler: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var o map[string]any
+		if err := json.Unmarshal([]byte(line), &o); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+		if o["type"] == "run" && (o["handler_invocations"] != float64(300) || o["batch_size"] != float64(50)) {
+			t.Errorf("w1 with a batch handler: run %v", o)
+		}
+	}
 	if err := Run(context.Background(), cfg, "w9", &bytes.Buffer{}); err == nil {
 		t.Error("unknown workload accepted")
 	}

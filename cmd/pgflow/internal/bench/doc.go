@@ -7,6 +7,8 @@
 // # Workloads
 //
 //	W1  enqueue N messages in batches, then drain them with each worker count
+//	    (with --batch-size, by a batch handler: workers calls of up to
+//	    batch-size messages each)
 //	W1sql  W1's drain by the Go client, then by a plain pgx program on the
 //	    SQL API (pgflow_claim, pgflow_ack per batch and per message), back
 //	    to back, with the ratios (not part of "all")

@@ -98,7 +98,7 @@ func (r *Runner) runW1SQL(ctx context.Context, rep, w int, ack string) (map[stri
 	if err := r.clean(ctx); err != nil {
 		return nil, err
 	}
-	cons, pub, err := r.clients(ctx, 0, nil)
+	cons, pub, err := r.clients(ctx, 0, 0, nil)
 	if err != nil {
 		return nil, err
 	}

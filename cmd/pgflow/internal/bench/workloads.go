@@ -21,7 +21,7 @@ func (r *Runner) runW1(ctx context.Context, rep, w int) (map[string]any, error) 
 		return nil, err
 	}
 	rec := newRecorder(0)
-	cons, pub, err := r.clients(ctx, w, rec)
+	cons, pub, err := r.clients(ctx, w, r.cfg.BatchSize, rec)
 	if err != nil {
 		return nil, err
 	}
@@ -67,6 +67,7 @@ func (r *Runner) runW1(ctx context.Context, rep, w int) (map[string]any, error) 
 	n := float64(r.cfg.N)
 	run := map[string]any{
 		"type": "run", "workload": "W1", "system": "pgflow", "rep": rep, "max_workers": w, "n": r.cfg.N, "batch": r.cfg.Batch,
+		"batch_size":          r.cfg.BatchSize,
 		"enqueue_s":           round2(enqDur.Seconds()),
 		"enqueue_msgs_per_s":  round2(n / enqDur.Seconds()),
 		"drain_s":             round2(drainDur.Seconds()),
@@ -99,7 +100,7 @@ func (r *Runner) repeat(ctx context.Context, workload string, params map[string]
 
 func (r *Runner) doW1(ctx context.Context) error {
 	for _, w := range r.cfg.Workers {
-		params := map[string]any{"max_workers": w, "n": r.cfg.N, "batch": r.cfg.Batch}
+		params := map[string]any{"max_workers": w, "n": r.cfg.N, "batch": r.cfg.Batch, "batch_size": r.cfg.BatchSize}
 		runW1 := func(ctx context.Context, rep int) (map[string]any, error) { return r.runW1(ctx, rep, w) }
 		if err := r.repeat(ctx, "W1", params, runW1,
 			"enqueue_msgs_per_s", "drain_msgs_per_s", "drain_s", "handled_msgs_per_s"); err != nil {
@@ -115,7 +116,7 @@ func (r *Runner) runW2(ctx context.Context, rep int) (map[string]any, error) {
 	if err := r.clean(ctx); err != nil {
 		return nil, err
 	}
-	cons, pub, err := r.clients(ctx, 0, nil)
+	cons, pub, err := r.clients(ctx, 0, 0, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +183,7 @@ func (r *Runner) runW3(ctx context.Context, rep int) (map[string]any, error) {
 		missingSeq  atomic.Int64
 	)
 	tailFrom := int64(total - r.cfg.W3Rate)
-	cons, pub, err := r.clients(ctx, r.cfg.W3Workers, rec)
+	cons, pub, err := r.clients(ctx, r.cfg.W3Workers, 0, rec)
 	if err != nil {
 		return nil, err
 	}
@@ -289,7 +290,7 @@ func (r *Runner) runW4(ctx context.Context, rep int) (map[string]any, error) {
 		return nil, err
 	}
 	rec := newRecorder(0)
-	cons, pub, err := r.clients(ctx, r.cfg.W4Workers, rec)
+	cons, pub, err := r.clients(ctx, r.cfg.W4Workers, 0, rec)
 	if err != nil {
 		return nil, err
 	}
@@ -397,7 +398,7 @@ func (r *Runner) runW5(ctx context.Context, rep int) (map[string]any, error) {
 			lats[k].record(lat)
 		}
 	}
-	cons, pub, err := r.clients(ctx, r.cfg.W5Workers, rec)
+	cons, pub, err := r.clients(ctx, r.cfg.W5Workers, 0, rec)
 	if err != nil {
 		return nil, err
 	}
