@@ -225,6 +225,10 @@ func TestSQLAPIBadInput(t *testing.T) {
 		{`SELECT pgflow_send('q', '{}', priority => 32768)`, "priority"},
 		{`SELECT pgflow_send('q', '{}', delay_ms => -1)`, "delay_ms"},
 		{`SELECT pgflow_send('q', '{}', dedup_key => '')`, "dedup_key"},
+		{`SELECT pgflow_send('q', '{}', expiry_ms => 0)`, "expiry_ms"},
+		{`SELECT * FROM pgflow_send_batch('q', ARRAY['{}']::jsonb[], expiry_ms => -1)`, "expiry_ms"},
+		{`SELECT * FROM pgflow_publish('t', '{}', expiry_ms => 0, allow_no_subscribers => true)`, "expiry_ms"},
+		{`SELECT * FROM pgflow_publish('t', '{}', visible_at => now() + interval '1 hour', expires_at => now(), allow_no_subscribers => true)`, "expires_at"},
 		{`SELECT * FROM pgflow_send_batch('q', NULL)`, "payloads"},
 		{`SELECT * FROM pgflow_send_batch('q', ARRAY['{}', NULL]::jsonb[])`, "message 2 of the batch: invalid payload"},
 		{`SELECT * FROM pgflow_send_batch('q', ARRAY['{}', '{}']::jsonb[], ARRAY['{}']::jsonb[])`, "headers"},
@@ -299,3 +303,75 @@ func TestSQLAPIOverloadsResolve(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// Every send path of the SQL API, and PublishTopic, gives a message its
+// expiry: the one asked for, else the queue's default, counted from the
+// time it becomes visible; an expired message is dead-lettered with reason
+// expired instead of being claimed.
+func TestSQLAPIExpiry(t *testing.T) {
+	t.Parallel()
+	db := pgflowtest.New(t)
+	pool := sqlPool(t, db, 2)
+	client := newClient(t, db, pgflow.Config{})
+	ctx := context.Background()
+	if err := client.DeclareQueue(ctx, pgflow.QueueConfig{Name: "rollbacks", Expiry: pgflow.Set(10 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Subscribe(ctx, "deploys", "rollbacks"); err != nil {
+		t.Fatal(err)
+	}
+	lifetime := func(id int64) time.Duration {
+		t.Helper()
+		var d time.Duration
+		if err := pool.QueryRow(ctx, `SELECT expires_at - visible_at FROM pgflow_messages WHERE id = $1`, id).Scan(&d); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	var id int64
+	for _, tc := range []struct {
+		sql  string
+		want time.Duration
+	}{
+		{`SELECT pgflow_send('rollbacks', '{}')`, 10 * time.Minute},
+		{`SELECT pgflow_send('rollbacks', '{}', delay_ms => 60000, expiry_ms => 5000)`, 5 * time.Second},
+		{`SELECT pgflow_send('rollbacks', '{}', dedup_key => 'k', expiry_ms => 7000)`, 7 * time.Second},
+		{`SELECT * FROM pgflow_send_batch('rollbacks', ARRAY['{}']::jsonb[])`, 10 * time.Minute},
+		{`SELECT * FROM pgflow_send_batch('rollbacks', ARRAY['{}']::jsonb[], expiry_ms => 3000)`, 3 * time.Second},
+		{`SELECT id FROM pgflow_publish('deploys', '{}')`, 10 * time.Minute},
+		{`SELECT id FROM pgflow_publish('deploys', '{}', expiry_ms => 2000)`, 2 * time.Second},
+		{`SELECT id FROM pgflow_publish('deploys', '{}', visible_at => now() + interval '1 minute', expires_at => now() + interval '2 minutes')`, time.Minute},
+	} {
+		if err := pool.QueryRow(ctx, tc.sql).Scan(&id); err != nil {
+			t.Fatalf("%s: %v", tc.sql, err)
+		}
+		if got := lifetime(id); got != tc.want {
+			t.Errorf("%s: expires %v after visible, want %v", tc.sql, got, tc.want)
+		}
+	}
+	sent, err := client.PublishTopic(ctx, "deploys", map[string]int{"n": 1}, pgflow.WithExpiry(1500*time.Microsecond))
+	if err != nil || len(sent) != 1 {
+		t.Fatalf("PublishTopic = %v, %v", sent, err)
+	}
+	if got := lifetime(sent[0].ID); got != 2*time.Millisecond {
+		t.Errorf("PublishTopic WithExpiry(1.5ms): expires %v after visible, want 2ms (whole milliseconds, rounded up)", got)
+	}
+
+	// An expired message is not claimed: it goes to the DLQ with its reason.
+	if _, err := pool.Exec(ctx, `DELETE FROM pgflow_messages`); err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.QueryRow(ctx, `SELECT id FROM pgflow_publish('deploys', '{}', expires_at => now() - interval '1 second')`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	if got := sqlClaim(t, pool, "rollbacks", 10); len(got) != 0 {
+		t.Fatalf("claimed %+v, want nothing: the message expired", got)
+	}
+	if _, err := pool.Exec(ctx, `SELECT pgflow_expire(100)`); err != nil {
+		t.Fatal(err)
+	}
+	var reason string
+	if err := pool.QueryRow(ctx, `SELECT reason FROM pgflow_dlq WHERE message_id = $1`, id).Scan(&reason); err != nil || reason != "expired" {
+		t.Fatalf("dead letter of %d: reason %q, %v; want expired", id, reason, err)
+	}
+}

@@ -88,7 +88,7 @@ func (c *Client) Subscriptions(ctx context.Context, topic string) ([]Subscriptio
 // PublishTopic commits one message to every queue subscribed to topic, all
 // in one statement: each subscribed queue gets its own copy (its own id,
 // retries and DLQ), or none does. It returns them by queue name. Options
-// are Publish's (priority, delay, visible-at, headers) except
+// are Publish's (priority, delay, visible-at, headers, expiry) except
 // WithDedupKey, which is per queue and refused here; a topic nobody
 // subscribes to returns an error matching ErrNoSubscribers unless
 // AllowNoSubscribers is given.
@@ -135,8 +135,16 @@ func (c *Client) publishTopic(ctx context.Context, db queryer, topic string, pay
 	if o.visibleAt != nil {
 		visibleAt = *o.visibleAt
 	}
+	var expiryMs, expiresAt any
+	if o.expiry > 0 {
+		// Whole milliseconds, rounded up: the SQL API's unit.
+		expiryMs = (o.expiry + time.Millisecond - 1).Milliseconds()
+	}
+	if o.expiresAt != nil {
+		expiresAt = *o.expiresAt
+	}
 	rows, err := db.Query(ctx, c.q.Get(query.PublishTopic), topic, string(body), string(rawHeaders), prio,
-		o.delay.Milliseconds(), o.allowNoSubscribers, visibleAt)
+		o.delay.Milliseconds(), o.allowNoSubscribers, visibleAt, expiryMs, expiresAt)
 	if err != nil {
 		return nil, nil, topicErr(topic, err)
 	}

@@ -101,12 +101,25 @@ AS $$
     SELECT pg_notify('pgflow.' || btrim('{{schema}}', '"'), p_queue);
 $$;
 
+-- Checks an expiry_ms argument: NULL (the queue's default) or positive.
+CREATE FUNCTION {{schema}}.pgflow_api_check_expiry(p_expiry_ms bigint)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF p_expiry_ms IS NOT NULL AND (p_expiry_ms <= 0 OR p_expiry_ms > 9223372036854) THEN
+        PERFORM {{schema}}.pgflow_api_invalid('expiry_ms', p_expiry_ms ||
+            ': want NULL (the queue''s default expiry) or 1 to 9223372036854 milliseconds');
+    END IF;
+END
+$$;
+
 -- Sends one message and returns its id. With a dedup key that a live
 -- (queued or in-flight) message of the queue holds, writes nothing and
 -- returns that message's id, as Publish with WithDedupKey does.
 CREATE FUNCTION {{schema}}.pgflow_send(queue text, payload jsonb, headers jsonb DEFAULT '{}',
                                        priority integer DEFAULT NULL, delay_ms bigint DEFAULT 0,
-                                       dedup_key text DEFAULT NULL)
+                                       dedup_key text DEFAULT NULL, expiry_ms bigint DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 AS $$
@@ -121,6 +134,7 @@ DECLARE
 BEGIN
     v_headers := {{schema}}.pgflow_api_check(v_queue, pgflow_send.payload, pgflow_send.headers,
                                               pgflow_send.priority, pgflow_send.delay_ms);
+    PERFORM {{schema}}.pgflow_api_check_expiry(pgflow_send.expiry_ms);
     IF v_key IS NOT NULL AND (v_key = '' OR octet_length(v_key) > 512) THEN
         PERFORM {{schema}}.pgflow_api_invalid('dedup_key', 'must be 1-512 bytes');
     END IF;
@@ -128,9 +142,11 @@ BEGIN
     v_row := {{schema}}.pgflow_api_queue(v_queue);
     v_prio := coalesce(pgflow_send.priority, v_row.priority);
     IF v_key IS NULL THEN
-        INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at)
+        INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at, expires_at)
         VALUES (v_queue, pgflow_send.payload, v_headers, v_prio,
-                now() + pgflow_send.delay_ms * interval '1 millisecond')
+                now() + pgflow_send.delay_ms * interval '1 millisecond',
+                now() + pgflow_send.delay_ms * interval '1 millisecond'
+                      + coalesce(pgflow_send.expiry_ms, nullif(v_row.expiry_ms, 0)) * interval '1 millisecond')
         RETURNING id INTO v_id;
         PERFORM {{schema}}.pgflow_api_notify(v_queue);
         RETURN v_id;
@@ -138,9 +154,11 @@ BEGIN
     -- The holder of the key may be acknowledged between the insert and the
     -- lookup: try a few times, as Publish does.
     FOR i IN 1..3 LOOP
-        INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at, dedup_key)
+        INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at, dedup_key, expires_at)
         VALUES (v_queue, pgflow_send.payload, v_headers, v_prio,
-                now() + pgflow_send.delay_ms * interval '1 millisecond', v_key)
+                now() + pgflow_send.delay_ms * interval '1 millisecond', v_key,
+                now() + pgflow_send.delay_ms * interval '1 millisecond'
+                      + coalesce(pgflow_send.expiry_ms, nullif(v_row.expiry_ms, 0)) * interval '1 millisecond')
         ON CONFLICT (queue_name, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
         RETURNING id INTO v_id;
         IF FOUND THEN
@@ -162,7 +180,8 @@ $$;
 -- input order. headers, when given, pairs with payloads element by element
 -- (a NULL element: no headers). No dedup keys: pgflow_send has them.
 CREATE FUNCTION {{schema}}.pgflow_send_batch(queue text, payloads jsonb[], headers jsonb[] DEFAULT NULL,
-                                             priority integer DEFAULT NULL, delay_ms bigint DEFAULT 0)
+                                             priority integer DEFAULT NULL, delay_ms bigint DEFAULT 0,
+                                             expiry_ms bigint DEFAULT NULL)
 RETURNS SETOF bigint
 LANGUAGE plpgsql
 AS $$
@@ -187,6 +206,7 @@ BEGIN
     END IF;
     -- Message 1 checks the queue, priority and delay as well.
     PERFORM {{schema}}.pgflow_api_check(v_queue, '{}'::jsonb, NULL, pgflow_send_batch.priority, pgflow_send_batch.delay_ms);
+    PERFORM {{schema}}.pgflow_api_check_expiry(pgflow_send_batch.expiry_ms);
     FOR i IN 1..v_n LOOP
         BEGIN
             v_headers[i] := {{schema}}.pgflow_api_check(v_queue, v_payloads[i], v_headers[i], NULL, 0);
@@ -203,8 +223,10 @@ BEGIN
     -- Identity values are drawn in insertion order, which is input order.
     RETURN QUERY
     WITH ins AS (
-        INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at)
-        SELECT v_queue, i.payload, i.headers, v_prio, now() + pgflow_send_batch.delay_ms * interval '1 millisecond'
+        INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at, expires_at)
+        SELECT v_queue, i.payload, i.headers, v_prio, now() + pgflow_send_batch.delay_ms * interval '1 millisecond',
+               now() + pgflow_send_batch.delay_ms * interval '1 millisecond'
+                     + coalesce(pgflow_send_batch.expiry_ms, nullif(v_row.expiry_ms, 0)) * interval '1 millisecond'
         FROM unnest(v_payloads, v_headers) WITH ORDINALITY AS i(payload, headers, ord)
         ORDER BY i.ord
         RETURNING id
@@ -431,11 +453,14 @@ $$;
 -- Returns each queue with its message's id, by queue name. Without a
 -- subscriber it raises SQLSTATE PF001 unless allow_no_subscribers, which
 -- returns no row instead. priority NULL: each queue's default; visible_at,
--- when given, wins over delay_ms (a time in the past means now).
+-- when given, wins over delay_ms (a time in the past means now). expiry_ms
+-- (from the visible time) or expires_at: a copy nobody claimed by then goes
+-- to the DLQ with reason expired; NULL: each queue's default expiry.
 CREATE FUNCTION {{schema}}.pgflow_publish(topic text, payload jsonb, headers jsonb DEFAULT '{}',
                                           priority integer DEFAULT NULL, delay_ms bigint DEFAULT 0,
                                           allow_no_subscribers boolean DEFAULT false,
-                                          visible_at timestamptz DEFAULT NULL)
+                                          visible_at timestamptz DEFAULT NULL, expiry_ms bigint DEFAULT NULL,
+                                          expires_at timestamptz DEFAULT NULL)
 RETURNS TABLE (queue text, id bigint)
 LANGUAGE plpgsql
 AS $$
@@ -450,14 +475,23 @@ BEGIN
     -- The queue name checked here is a stand-in: subscribed queues are valid.
     v_headers := {{schema}}.pgflow_api_check('_', pgflow_publish.payload, pgflow_publish.headers,
                                               pgflow_publish.priority, pgflow_publish.delay_ms);
+    PERFORM {{schema}}.pgflow_api_check_expiry(pgflow_publish.expiry_ms);
+    IF pgflow_publish.expires_at IS NOT NULL AND pgflow_publish.visible_at IS NOT NULL
+       AND pgflow_publish.expires_at <= pgflow_publish.visible_at THEN
+        PERFORM {{schema}}.pgflow_api_invalid('expires_at', 'is at or before visible_at');
+    END IF;
     FOR r IN
         WITH ins AS (
-            INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at)
+            INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at, expires_at)
             SELECT s.queue_name, pgflow_publish.payload, v_headers,
                    coalesce(pgflow_publish.priority::smallint, q.priority),
-                   coalesce(pgflow_publish.visible_at, now() + pgflow_publish.delay_ms * interval '1 millisecond')
+                   v.at,
+                   coalesce(pgflow_publish.expires_at,
+                            v.at + coalesce(pgflow_publish.expiry_ms, nullif(q.expiry_ms, 0)) * interval '1 millisecond')
             FROM {{schema}}.pgflow_topic_subscriptions s
             JOIN {{schema}}.pgflow_queues q ON q.queue_name = s.queue_name
+            CROSS JOIN LATERAL (SELECT coalesce(pgflow_publish.visible_at,
+                                                now() + pgflow_publish.delay_ms * interval '1 millisecond') AS at) v
             WHERE s.topic = v_topic
             ORDER BY s.queue_name
             RETURNING queue_name, id
