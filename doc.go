@@ -175,6 +175,19 @@
 // from the database at scrape time), otelpgflow into OpenTelemetry traces
 // and metrics.
 //
+// # Topics and other languages
+//
+// Subscribe puts a queue on a topic; PublishTopic (and PublishTopicTx in
+// the caller's transaction) then writes one message per subscribed queue in
+// one statement, all or none, each with its own retries and DLQ; a topic
+// without subscribers is an error matching ErrNoSubscribers unless
+// AllowNoSubscribers. Every operation is also a SQL function of the schema
+// (pgflow_send, pgflow_claim, pgflow_ack, pgflow_fail, pgflow_extend,
+// pgflow_release, pgflow_publish, …; docs/sql.md), so psql and services in
+// other languages produce and consume the same queues with the same
+// semantics; the Go client calls the same functions for pausing, DLQ
+// redrive and purge, and topics.
+//
 // # Testing
 //
 // The pgflowtest package gives each test a fresh, migrated schema on a real

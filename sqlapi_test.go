@@ -123,6 +123,17 @@ func TestSQLAPIProduceAndConsume(t *testing.T) {
 	if n := db.Count(t, "pgflow_messages", ""); n != 0 {
 		t.Fatalf("%d messages left after acking all", n)
 	}
+
+	// A send or batch with its own priority creates the queue's row too.
+	if _, err := pool.Exec(ctx, `SELECT pgflow_send('prio-only', '{}', priority => 5)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `SELECT pgflow_send_batch('prio-batch', ARRAY['{}']::jsonb[], priority => 5)`); err != nil {
+		t.Fatal(err)
+	}
+	if n := db.Count(t, "pgflow_queues", "queue_name IN ('prio-only', 'prio-batch')"); n != 2 {
+		t.Fatalf("%d queue rows for queues first sent to with a priority, want 2", n)
+	}
 }
 
 // pgflow_send with a dedup key a live message holds writes nothing and

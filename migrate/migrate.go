@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"io/fs"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -128,8 +129,18 @@ func Up(ctx context.Context, pool *pgxpool.Pool, schemaName string) (Result, err
 	if latest := all[len(all)-1].Version; current > latest {
 		return res, fmt.Errorf("migrate: schema %s is at version %d, newer than this binary knows (%d); upgrade pgflow", schemaName, current, latest)
 	}
+	// Every migration not recorded yet, in order: one numbered below the
+	// schema's version that arrived later (a gap filled) is applied too.
+	rows, err := conn.Query(ctx, `SELECT version FROM `+q+`.pgflow_schema_migrations`)
+	if err != nil {
+		return res, fmt.Errorf("migrate: read applied versions: %w", err)
+	}
+	done, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return res, fmt.Errorf("migrate: read applied versions: %w", err)
+	}
 	for _, m := range all {
-		if m.Version <= current {
+		if slices.Contains(done, int32(m.Version)) {
 			continue
 		}
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
@@ -143,7 +154,7 @@ func Up(ctx context.Context, pool *pgxpool.Pool, schemaName string) (Result, err
 			return res, fmt.Errorf("migrate: apply %04d_%s: %w", m.Version, m.Name, err)
 		}
 		res.Applied = append(res.Applied, m)
-		current = m.Version
+		current = max(current, m.Version)
 	}
 	res.Version = current
 	return res, nil

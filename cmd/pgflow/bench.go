@@ -23,8 +23,10 @@ printing one JSON object per run and a "type":"summary" line per workload
 
   w1  enqueue N messages in batches, then drain with each worker count
   w1sql  w1's drain by the Go client, then by a plain pgx program on the SQL
-      API (pgflow_claim; pgflow_ack per batch, then per message), back to
-      back, with each drain's ratio to the Go client's (not part of "all")
+      API (pgflow_claim of up to 10 per connection with one array pgflow_ack
+      per claim; then one connection per worker with pgflow_ack per
+      message), back to back, with each drain's ratio to the Go client's
+      (not part of "all")
   w2  goroutines publishing one message per transaction, no consumer
   w3  pickup latency (publish -> handler start) at a fixed rate
   w4  producers flat out while a consumer runs

@@ -1,6 +1,7 @@
 // Command pgflow operates pgflow queues: create the schema, inspect queues
-// and the dead-letter queue, pause and resume, publish, benchmark and serve
-// metrics with a read-only dashboard.
+// and the dead-letter queue, pause and resume, publish to queues and topics
+// (pgflow topics: list, subscribe, unsubscribe, publish), benchmark and
+// serve metrics with a read-only dashboard.
 //
 // # Installing
 //
@@ -18,7 +19,8 @@
 // # Output and exit codes
 //
 // Every command has --help with examples and --json for scripts. Exit codes:
-// 0 ok, 1 failure, 2 usage, 3 not found, 4 not confirmed, 5 partial.
+// 0 ok, 1 failure, 2 usage, 3 not found (also: a topic publish without
+// subscribers), 4 not confirmed, 5 partial.
 //
 // # Layout
 //

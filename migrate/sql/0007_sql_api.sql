@@ -115,6 +115,7 @@ DECLARE
     v_queue text := pgflow_send.queue;
     v_key text := pgflow_send.dedup_key;
     v_headers jsonb;
+    v_row {{schema}}.pgflow_queues;
     v_prio smallint;
     v_id bigint;
 BEGIN
@@ -123,7 +124,9 @@ BEGIN
     IF v_key IS NOT NULL AND (v_key = '' OR octet_length(v_key) > 512) THEN
         PERFORM {{schema}}.pgflow_api_invalid('dedup_key', 'must be 1-512 bytes');
     END IF;
-    v_prio := coalesce(pgflow_send.priority, ({{schema}}.pgflow_api_queue(v_queue)).priority);
+    -- Creates the queue's row when missing, whether or not a priority is given.
+    v_row := {{schema}}.pgflow_api_queue(v_queue);
+    v_prio := coalesce(pgflow_send.priority, v_row.priority);
     IF v_key IS NULL THEN
         INSERT INTO {{schema}}.pgflow_messages (queue_name, payload, headers, priority, visible_at)
         VALUES (v_queue, pgflow_send.payload, v_headers, v_prio,
@@ -169,6 +172,7 @@ DECLARE
     v_payloads jsonb[] := pgflow_send_batch.payloads;
     v_headers jsonb[] := pgflow_send_batch.headers;
     v_n integer;
+    v_row {{schema}}.pgflow_queues;
     v_prio smallint;
 BEGIN
     IF v_payloads IS NULL THEN
@@ -193,7 +197,9 @@ BEGIN
     IF v_n = 0 THEN
         RETURN;
     END IF;
-    v_prio := coalesce(pgflow_send_batch.priority, ({{schema}}.pgflow_api_queue(v_queue)).priority);
+    -- Creates the queue's row when missing, whether or not a priority is given.
+    v_row := {{schema}}.pgflow_api_queue(v_queue);
+    v_prio := coalesce(pgflow_send_batch.priority, v_row.priority);
     -- Identity values are drawn in insertion order, which is input order.
     RETURN QUERY
     WITH ins AS (

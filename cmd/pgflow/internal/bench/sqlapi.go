@@ -91,9 +91,9 @@ func median(runs []map[string]any, field string) float64 {
 }
 
 // runW1SQL enqueues N messages as W1 does, then drains them with a plain
-// pgx program on the SQL API: min(w, pool-2) connections, each claiming up
-// to its share of w messages with pgflow_claim, "handling" them (counting)
-// and acknowledging them as ack says, until a claim comes back empty.
+// pgx program on the SQL API: connections each claiming up to their share
+// of w messages with pgflow_claim, "handling" them (counting) and
+// acknowledging them as ack says, until a claim comes back empty.
 func (r *Runner) runW1SQL(ctx context.Context, rep, w int, ack string) (map[string]any, error) {
 	if err := r.clean(ctx); err != nil {
 		return nil, err
@@ -120,7 +120,15 @@ func (r *Runner) runW1SQL(ctx context.Context, rep, w int, ack string) (map[stri
 	claim := `SELECT id, claim_token FROM ` + s + `.pgflow_claim($1::text, $2::integer, $3::integer, $4::text)`
 	ackOne := `SELECT ` + s + `.pgflow_ack($1::bigint, $2::bigint)`
 	ackMany := `SELECT ` + s + `.pgflow_ack($1::bigint[], $2::bigint[])`
+	// Up to w messages held at once, as the Go client's w workers: per
+	// batch, one connection per 10 of them, each claiming up to 10 and
+	// acknowledging them in one statement; per message, one connection
+	// per worker (as many as the pool allows), each acknowledging every
+	// message on its own.
 	conns := max(1, min(w, r.cfg.Pool-2))
+	if ack == AckBatch {
+		conns = max(1, min((w+9)/10, r.cfg.Pool-2))
+	}
 	per := (w + conns - 1) / conns
 	var (
 		handled atomic.Int64
