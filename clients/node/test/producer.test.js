@@ -4,6 +4,10 @@ import { after, before, describe, test } from 'node:test';
 import { InputError, Producer } from '../src/index.js';
 import { createSchema, queueName } from './helpers.js';
 
+// Every test ends within a minute: a test that waits in vain fails instead of
+// hanging the run.
+const T = { timeout: 60000 };
+
 describe('Producer', () => {
   let db;
   let producer;
@@ -20,7 +24,7 @@ describe('Producer', () => {
     `SELECT id, payload, headers, priority, dedup_key, visible_at > now() AS delayed
      FROM "${db.schema}".pgflow_messages WHERE queue_name = $1 ORDER BY id`, [queue])).rows;
 
-  test('send writes payload, headers, priority, delay and dedup key', async () => {
+  test('send writes payload, headers, priority, delay and dedup key', T, async () => {
     const q = queueName();
     const id = await producer.send(q, { n: 1 }, { headers: { traceparent: '00-abc-def-01' }, priority: 5 });
     assert.equal(typeof id, 'string');
@@ -38,7 +42,7 @@ describe('Producer', () => {
     assert.deepEqual(got[2].payload, [1, 2]);
   });
 
-  test('sendBatch returns ids in input order, with per-message headers', async () => {
+  test('sendBatch returns ids in input order, with per-message headers', T, async () => {
     const q = queueName();
     const ids = await producer.sendBatch(q, [{ i: 0 }, { i: 1 }, { i: 2 }], {
       headers: [{ h: 'a' }, {}, { h: 'c' }],
@@ -52,7 +56,7 @@ describe('Producer', () => {
     assert.deepEqual(await producer.sendBatch(q, []), []);
   });
 
-  test('send and sendBatch inside a caller transaction commit and roll back with it', async () => {
+  test('send and sendBatch inside a caller transaction commit and roll back with it', T, async () => {
     const q = queueName();
     const client = await db.pool.connect();
     try {
@@ -71,7 +75,7 @@ describe('Producer', () => {
     }
   });
 
-  test('publish delivers to every subscribed queue, atomically with the transaction', async () => {
+  test('publish delivers to every subscribed queue, atomically with the transaction', T, async () => {
     const topic = queueName('topic');
     const queues = [queueName('sub'), queueName('sub'), queueName('sub')];
     for (const q of queues) assert.equal(await producer.subscribe(topic, q), true);
@@ -99,13 +103,13 @@ describe('Producer', () => {
     assert.deepEqual((await producer.publish(topic, { n: 2 })).map((o) => o.queue).sort(), queues.slice(1).sort());
   });
 
-  test('publish to a topic without subscribers fails unless allowed', async () => {
+  test('publish to a topic without subscribers fails unless allowed', T, async () => {
     const topic = queueName('lonely');
     await assert.rejects(producer.publish(topic, {}), /subscri/i);
     assert.deepEqual(await producer.publish(topic, {}, { allowNoSubscribers: true }), []);
   });
 
-  test('bad inputs are refused before anything is written', async () => {
+  test('bad inputs are refused before anything is written', T, async () => {
     const q = queueName();
     const bad = [
       () => producer.send('bad name!', {}),
@@ -134,7 +138,7 @@ describe('Producer', () => {
     assert.equal((await rows(q)).length, 0);
   });
 
-  test('a JSON payload of any shape round-trips; ids stay exact past 2^53', async () => {
+  test('a JSON payload of any shape round-trips; ids stay exact past 2^53', T, async () => {
     const q = queueName();
     await db.pool.query(`SELECT setval(pg_get_serial_sequence('"${db.schema}".pgflow_messages', 'id'), 9007199254740993)`);
     const id = await producer.send(q, null);

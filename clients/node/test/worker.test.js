@@ -1,15 +1,25 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 
 import {
   InputError, LeaseLostError, PermanentError, Producer, RetryAfterError, Worker,
 } from '../src/index.js';
 import { createSchema, declareQueue, deferred, queueName } from './helpers.js';
 
+// Every test ends within a minute: a test that waits in vain fails instead of
+// hanging the run.
+const T = { timeout: 60000 };
+
 describe('Worker', () => {
   let db;
   let producer;
+  let started = [];
+  afterEach(async () => {
+    // Workers of a failed test stop too, and release what they hold.
+    await Promise.all(started.map((w) => w.stop({ timeoutMs: 100 })));
+    started = [];
+  });
   before(() => {
     db = createSchema();
     producer = new Producer({ pool: db.pool, schema: db.schema });
@@ -38,10 +48,11 @@ describe('Worker', () => {
         if (outcomes.length === count) settled.resolve(outcomes);
       },
     });
+    started.push(w);
     return { w: w.start(), settled: settled.promise, outcomes };
   }
 
-  test('a sent message is claimed, handled with its fields and acknowledged', async () => {
+  test('a sent message is claimed, handled with its fields and acknowledged', T, async () => {
     const q = queueName();
     const id = await producer.send(q, { hello: 'world' }, { headers: { traceparent: 'tp-1' }, priority: 3 });
     const seen = [];
@@ -63,7 +74,7 @@ describe('Worker', () => {
     assert.deepEqual(await live(q), []);
   });
 
-  test('a NOTIFY wakes an idle worker long before its poll interval', { timeout: 15000 }, async () => {
+  test('a NOTIFY wakes an idle worker long before its poll interval', T, async () => {
     const q = queueName();
     const { w, settled } = worker(q, async () => {}, { pollIntervalMs: 600000 });
     // The worker's first claim found nothing; it now sleeps for ten minutes
@@ -74,7 +85,7 @@ describe('Worker', () => {
     await w.stop();
   });
 
-  test('a worker whose LISTEN connection is killed listens again', { timeout: 20000 }, async () => {
+  test('a worker whose LISTEN connection is killed listens again', T, async () => {
     const q = queueName();
     const { w, settled } = worker(q, async () => {}, { pollIntervalMs: 600000 });
     const listeners = async () => (await db.pool.query(
@@ -91,7 +102,7 @@ describe('Worker', () => {
     await w.stop();
   });
 
-  test('a failing handler retries with backoff, then lands in the DLQ with every error', async () => {
+  test('a failing handler retries with backoff, then lands in the DLQ with every error', T, async () => {
     const q = queueName();
     await declareQueue(db.pool, db.schema, q, { maxRetries: 2, retryDelayMs: 100 });
     const id = await producer.send(q, { poison: true }, { headers: { traceparent: 'tp-2' } });
@@ -116,7 +127,7 @@ describe('Worker', () => {
     assert.deepEqual(await live(q), []);
   });
 
-  test('PermanentError dead-letters at once; RetryAfterError picks the delay', async () => {
+  test('PermanentError dead-letters at once; RetryAfterError picks the delay', T, async () => {
     const q = queueName();
     await declareQueue(db.pool, db.schema, q, { maxRetries: 5, retryDelayMs: 600000 });
     const perm = await producer.send(q, { kind: 'perm' });
@@ -136,7 +147,7 @@ describe('Worker', () => {
     assert.equal(d.attempts, 1);
   });
 
-  test('the heartbeat keeps a handler that outlives its lease the only delivery', { timeout: 20000 }, async () => {
+  test('the heartbeat keeps a handler that outlives its lease the only delivery', T, async () => {
     const q = queueName();
     const id = await producer.send(q, { slow: true });
     const observed = deferred();
@@ -171,7 +182,7 @@ describe('Worker', () => {
     assert.equal(id, (await settled)[0].id);
   });
 
-  test('a lease lost while the handler runs aborts it, and its late success acknowledges nothing', { timeout: 20000 }, async () => {
+  test('a lease lost while the handler runs aborts it, and its late success acknowledges nothing', T, async () => {
     const q = queueName();
     await producer.send(q, { n: 1 });
     const reasons = [];
@@ -195,7 +206,7 @@ describe('Worker', () => {
     assert.deepEqual(await live(q), []);
   });
 
-  test('ackTx commits the acknowledgement with the handler\'s transaction, or rolls it back', async () => {
+  test('ackTx commits the acknowledgement with the handler\'s transaction, or rolls it back', T, async () => {
     const q = queueName();
     const out = queueName('out');
     await declareQueue(db.pool, db.schema, q, { maxRetries: 3, retryDelayMs: 10 });
@@ -224,7 +235,7 @@ describe('Worker', () => {
     assert.deepEqual(forwarded.map((r) => r.payload), [{ from: id, attempt: 2 }]);
   });
 
-  test('ackTx after the lease was lost throws LeaseLostError, so the caller rolls back', async () => {
+  test('ackTx after the lease was lost throws LeaseLostError, so the caller rolls back', T, async () => {
     const q = queueName();
     await producer.send(q, { n: 1 });
     const errors = [];
@@ -255,7 +266,7 @@ describe('Worker', () => {
     await assert.rejects(w.ackTx(null, { id: '1' }), InputError);
   });
 
-  test('stop releases claimed messages no handler started and waits for the running one', async () => {
+  test('stop releases claimed messages no handler started and waits for the running one', T, async () => {
     const q = queueName();
     const ids = await producer.sendBatch(q, [1, 2, 3]);
     const running = deferred();
@@ -283,7 +294,7 @@ describe('Worker', () => {
     assert.deepEqual(await w.stop(), { released: 2, abandoned: 0 }, 'stop again returns the same result');
   });
 
-  test('stop past its timeout aborts the running handler and hands its message back', async () => {
+  test('stop past its timeout aborts the running handler and hands its message back', T, async () => {
     const q = queueName();
     const id = await producer.send(q, { stuck: true });
     const running = deferred();
@@ -302,7 +313,7 @@ describe('Worker', () => {
     assert.equal(row.retry_count, 0);
   });
 
-  test('concurrency runs that many handlers at once and never more', async () => {
+  test('concurrency runs that many handlers at once and never more', T, async () => {
     const q = queueName();
     await producer.sendBatch(q, Array.from({ length: 12 }, (_, i) => ({ i })));
     let now = 0;
@@ -325,7 +336,7 @@ describe('Worker', () => {
     assert.deepEqual(await live(q), []);
   });
 
-  test('two workers on one queue share it, each message handled once', async () => {
+  test('two workers on one queue share it, each message handled once', T, async () => {
     const q = queueName();
     const n = 40;
     await producer.sendBatch(q, Array.from({ length: n }, (_, i) => ({ i })));
