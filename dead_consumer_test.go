@@ -27,8 +27,7 @@ func judgeReady(t *testing.T, db *pgflowtest.DB, c *pgflow.Client) {
 
 // redeliveryAfterKill runs a consumer process holding three messages in
 // handlers that never return, SIGKILLs it, and returns how long after the
-// kill the last of them was handled by another consumer (the queue's lease
-// is the default 30 s). txPool runs the process with TransactionPooling:
+// kill the last of them was handled by another consumer. txPool runs the process with TransactionPooling:
 // no session lock, the heartbeat alone tells it is gone.
 func redeliveryAfterKill(t *testing.T, txPool bool) time.Duration {
 	db := pgflowtest.New(t)
@@ -39,6 +38,11 @@ func redeliveryAfterKill(t *testing.T, txPool bool) time.Duration {
 	judge := newClient(t, db, pgflow.Config{Hooks: []pgflow.EventHook{rec.hook}})
 	countingConsumer(t, judge, "idle", 1)
 
+	// A lease of 5 minutes: a redelivery within a minute cannot be its
+	// expiry (detection does not depend on it; the default is 30 s).
+	if err := judge.DeclareQueue(ctx, pgflow.QueueConfig{Name: "crash", LeaseTimeout: pgflow.Set(5 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
 	const held = 3
 	ids := map[int64]bool{}
 	for range held {
@@ -122,15 +126,16 @@ func redeliveryAfterKill(t *testing.T, txPool bool) time.Duration {
 
 // A consumer process killed with SIGKILL while three handlers run: its
 // session ends with it, and another consumer gets the messages back within
-// about a second and a half (sessionExpiry plus the rescuer's tick), not at
-// the end of the 30 s lease. The bound asserted is generous (a loaded test
-// machine); the figure is logged.
+// about two seconds (sessionExpiry plus the rescuer's tick) on a machine
+// that is not overloaded, not at the end of the lease. The bound asserted
+// is generous (a loaded test machine, one-connection pools); the figure is
+// logged.
 func TestKilledConsumerMessagesComeBackInSeconds(t *testing.T) {
 	t.Parallel()
 	took := redeliveryAfterKill(t, false)
 	t.Logf("kill -> redelivery of all held messages: %v", took.Round(time.Millisecond))
-	if took > 10*time.Second {
-		t.Fatalf("redelivered %v after the kill, want a few seconds (lease is 30 s)", took)
+	if took > time.Minute {
+		t.Fatalf("redelivered %v after the kill, want a few seconds (the lease is 5 min)", took)
 	}
 }
 
@@ -140,8 +145,8 @@ func TestKilledConsumerFoundByHeartbeatUnderTransactionPooling(t *testing.T) {
 	t.Parallel()
 	took := redeliveryAfterKill(t, true)
 	t.Logf("kill -> redelivery (heartbeat only): %v", took.Round(time.Millisecond))
-	if took > 15*time.Second {
-		t.Fatalf("redelivered %v after the kill, want a few seconds (lease is 30 s)", took)
+	if took > time.Minute {
+		t.Fatalf("redelivered %v after the kill, want a few seconds (the lease is 5 min)", took)
 	}
 }
 
