@@ -439,7 +439,7 @@ func (l *loader) queue(name, path string, k, v *yaml.Node, d envDefaults, consum
 		default:
 			known := "queue_name, workers, max_retries, retry_delay_ms, priority"
 			if consumer {
-				known += ", handler, lease_timeout_ms, timeout_ms, expiry, dlq_retention, topics"
+				known += ", handler, batch_size, lease_timeout_ms, timeout_ms, expiry, dlq_retention, topics"
 			}
 			l.add(p, kn.Line, "unknown key (want %s)", known)
 		}
