@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,8 +24,8 @@ var guideQueues = []string{
 	"consensus_results_queue", "rollback_triggers_queue", "guardian_safety_profiles_queue",
 }
 
-// Twenty service instances start at once, each with a pool of pgxpool's
-// default size and a producer per queue whose flushers outnumber the pool's
+// Twenty service instances start at once, each with a pool of two
+// connections and a producer per queue whose flushers outnumber the pool's
 // connections, all publishing to queues that do not exist yet. A flusher
 // that held a connection in its batch's transaction while it waited for a
 // second one to create the queue stalled every instance until its write
@@ -69,7 +70,9 @@ func TestTwentyInstancesStartingTogetherFlowAtOnce(t *testing.T) {
 	}
 	fleet := make([]instance, instances)
 	for i := range fleet {
-		pool, err := pgxpool.New(context.Background(), db.URL) // pgxpool's default size
+		// Two connections each (twenty instances stay within the shared test
+		// server's connection limit); the flushers outnumber them as before.
+		pool, err := pgxpool.New(context.Background(), poolURL(db.URL, 2))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,4 +153,13 @@ func TestTwentyInstancesStartingTogetherFlowAtOnce(t *testing.T) {
 	}
 	t.Logf("%d instances x %d queues: every instance's first publish committed within %v of start, all %d within %v; first handled %v after start",
 		instances, len(guideQueues), slowest.Round(time.Millisecond), total, published.Round(time.Millisecond), first.Sub(start).Round(time.Millisecond))
+}
+
+// poolURL is url with pgxpool's pool_max_conns set to n.
+func poolURL(url string, n int) string {
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	return fmt.Sprintf("%s%spool_max_conns=%d", url, sep, n)
 }
