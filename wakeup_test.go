@@ -181,10 +181,17 @@ func TestIdleConsumerDoesNotClaimUntilSomethingChanges(t *testing.T) {
 	c := newClient(t, db, pgflow.Config{PollOnly: true, PollInterval: time.Hour})
 	var mu sync.Mutex
 	idles := map[string]int{}
+	emptyIdle := make(chan struct{}, 1)
 	pgflow.SetTestHooks(c, func(q string, _ bool) {
 		mu.Lock()
 		idles[q]++
 		mu.Unlock()
+		if q == "empty" {
+			select {
+			case emptyIdle <- struct{}{}:
+			default:
+			}
+		}
 	}, nil)
 	if _, err := c.Publish(ctx, "tick", 1, pgflow.WithDelay(100*time.Millisecond)); err != nil {
 		t.Fatal(err)
@@ -203,6 +210,9 @@ func TestIdleConsumerDoesNotClaimUntilSomethingChanges(t *testing.T) {
 	}
 	// Handled by its exact wake-up, at least 100 ms after the start-up
 	// claims: the empty queue's consumer has been asleep all along.
+	// On a loaded machine the empty queue's start-up claim may come after
+	// the tick: wait for both, then count.
+	await(t, "the empty queue's start-up claim", emptyIdle)
 	await(t, "the delayed message", ticked)
 	mu.Lock()
 	defer mu.Unlock()
