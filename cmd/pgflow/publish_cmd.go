@@ -12,11 +12,51 @@ import (
 	"github.com/pgflow-go/pgflow"
 )
 
-var publishFlags struct {
+// messageFlags are the options publish and topics publish share.
+type messageFlags struct {
 	priority string
 	delay    time.Duration
-	dedupKey string
 	headers  []string
+}
+
+var publishFlags struct {
+	messageFlags
+	dedupKey string
+}
+
+// message reads a command's payload (arg, or stdin for "-"), checks that it
+// is JSON, and turns f into publish options.
+func (f *messageFlags) message(cmd *cobra.Command, arg string) (json.RawMessage, []pgflow.PublishOption, error) {
+	body := []byte(arg)
+	if arg == "-" {
+		b, err := io.ReadAll(cmd.InOrStdin())
+		if err != nil {
+			return nil, nil, fmt.Errorf("read stdin: %w", err)
+		}
+		body = []byte(strings.TrimSpace(string(b)))
+	}
+	if !json.Valid(body) {
+		return nil, nil, usagef("payload is not valid JSON: %s", clip(string(body), 80))
+	}
+	var opts []pgflow.PublishOption
+	prio, err := parsePriority(f.priority)
+	if err != nil {
+		return nil, nil, err
+	}
+	if prio != nil {
+		opts = append(opts, pgflow.WithPriority(*prio))
+	}
+	if f.delay != 0 {
+		opts = append(opts, pgflow.WithDelay(f.delay))
+	}
+	for _, h := range f.headers {
+		k, v, ok := strings.Cut(h, "=")
+		if !ok || k == "" {
+			return nil, nil, usagef("--header %q: want KEY=VALUE", h)
+		}
+		opts = append(opts, pgflow.WithHeader(k, v))
+	}
+	return body, opts, nil
 }
 
 var publishCmd = &cobra.Command{
@@ -32,40 +72,16 @@ same key is queued or in flight prints the existing message's id.`,
   pgflow publish consensus_results_queue '{"id":7}' --delay 30s --dedup-key result-7`,
 	Args: usageArgs(cobra.ExactArgs(2)),
 	RunE: func(cmd *cobra.Command, args []string) error {
-		queue, body := args[0], []byte(args[1])
-		if args[1] == "-" {
-			b, err := io.ReadAll(cmd.InOrStdin())
-			if err != nil {
-				return fmt.Errorf("read stdin: %w", err)
-			}
-			body = []byte(strings.TrimSpace(string(b)))
-		}
-		if !json.Valid(body) {
-			return usagef("payload is not valid JSON: %s", clip(string(body), 80))
-		}
-		var opts []pgflow.PublishOption
-		prio, err := parsePriority(publishFlags.priority)
+		queue := args[0]
+		body, opts, err := publishFlags.message(cmd, args[1])
 		if err != nil {
 			return err
-		}
-		if prio != nil {
-			opts = append(opts, pgflow.WithPriority(*prio))
-		}
-		if publishFlags.delay != 0 {
-			opts = append(opts, pgflow.WithDelay(publishFlags.delay))
 		}
 		if publishFlags.dedupKey != "" {
 			opts = append(opts, pgflow.WithDedupKey(publishFlags.dedupKey))
 		}
-		for _, h := range publishFlags.headers {
-			k, v, ok := strings.Cut(h, "=")
-			if !ok || k == "" {
-				return usagef("--header %q: want KEY=VALUE", h)
-			}
-			opts = append(opts, pgflow.WithHeader(k, v))
-		}
 		return withClient(cmd, func(c *pgflow.Client) error {
-			id, err := c.Publish(cmd.Context(), queue, json.RawMessage(body), opts...)
+			id, err := c.Publish(cmd.Context(), queue, body, opts...)
 			if err != nil {
 				return err
 			}

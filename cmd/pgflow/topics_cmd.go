@@ -1,10 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -129,9 +126,7 @@ func changeSubscriptions(cmd *cobra.Command, topic string, queues []string, subs
 }
 
 var topicPublishFlags struct {
-	priority           string
-	delay              time.Duration
-	headers            []string
+	messageFlags
 	allowNoSubscribers bool
 }
 
@@ -146,40 +141,16 @@ code 3) unless --allow-no-subscribers.`,
   echo '{"profile":"lenient"}' | pgflow topics publish safety_profiles - --priority 10`,
 	Args: usageArgs(cobra.ExactArgs(2)),
 	RunE: func(cmd *cobra.Command, args []string) error {
-		topic, body := args[0], []byte(args[1])
-		if args[1] == "-" {
-			b, err := io.ReadAll(cmd.InOrStdin())
-			if err != nil {
-				return fmt.Errorf("read stdin: %w", err)
-			}
-			body = []byte(strings.TrimSpace(string(b)))
-		}
-		if !json.Valid(body) {
-			return usagef("payload is not valid JSON: %s", clip(string(body), 80))
-		}
-		var opts []pgflow.PublishOption
-		prio, err := parsePriority(topicPublishFlags.priority)
+		topic := args[0]
+		body, opts, err := topicPublishFlags.message(cmd, args[1])
 		if err != nil {
 			return err
-		}
-		if prio != nil {
-			opts = append(opts, pgflow.WithPriority(*prio))
-		}
-		if topicPublishFlags.delay != 0 {
-			opts = append(opts, pgflow.WithDelay(topicPublishFlags.delay))
-		}
-		for _, h := range topicPublishFlags.headers {
-			k, v, ok := strings.Cut(h, "=")
-			if !ok || k == "" {
-				return usagef("--header %q: want KEY=VALUE", h)
-			}
-			opts = append(opts, pgflow.WithHeader(k, v))
 		}
 		if topicPublishFlags.allowNoSubscribers {
 			opts = append(opts, pgflow.AllowNoSubscribers())
 		}
 		return withClient(cmd, func(c *pgflow.Client) error {
-			sent, err := c.PublishTopic(cmd.Context(), topic, json.RawMessage(body), opts...)
+			sent, err := c.PublishTopic(cmd.Context(), topic, body, opts...)
 			if err != nil {
 				return err
 			}
