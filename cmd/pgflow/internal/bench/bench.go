@@ -163,8 +163,11 @@ func Run(ctx context.Context, cfg Config, workload string, stdout io.Writer) err
 	if _, err := lock.Exec(ctx, "BEGIN"); err != nil {
 		return err
 	}
+	// The simple protocol: an extended-protocol portal stays open until the
+	// transaction ends and keeps its snapshot, which would pin the xmin
+	// horizon for the whole run (dead rows pile up and claims slow down).
 	if err := lock.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock(hashtext('pgflow-bench:' || $1)), pg_backend_pid()",
-		pgx.QueryExecModeExec, cfg.Schema).Scan(&locked, &r.lockPID); err != nil {
+		pgx.QueryExecModeSimpleProtocol, cfg.Schema).Scan(&locked, &r.lockPID); err != nil {
 		return err
 	}
 	if !locked {
