@@ -92,7 +92,7 @@ func TestHeartbeatKeepsLongHandlerLease(t *testing.T) {
 	started := make(chan int64, 1)
 	release := make(chan struct{})
 	causes := make(chan error, 1)
-	q := &pgflow.QueueConfig{Name: "long", LeaseTimeout: pgflow.Set(300 * time.Millisecond)}
+	q := &pgflow.QueueConfig{Name: "long", LeaseTimeout: pgflow.Set(time.Second)}
 	if err := c.Consume(pgflow.ConsumerConfig{Queue: "long", Declare: q, Handler: func(ctx context.Context, m *pgflow.Message) error {
 		if deliveries.Add(1) == 1 {
 			started <- m.ID
@@ -125,7 +125,7 @@ func TestHeartbeatKeepsLongHandlerLease(t *testing.T) {
 	// the lease it was first given; meanwhile the rescuer (every 50 ms)
 	// takes back any lease that runs out.
 	waitFor(t, "three leases past the first", func() bool {
-		return db.Count(t, "pgflow_messages", "id = $1 AND now() > $2::timestamptz + interval '900 milliseconds'", id, first) == 1
+		return db.Count(t, "pgflow_messages", "id = $1 AND now() > $2::timestamptz + interval '3 seconds'", id, first) == 1
 	})
 	// The lease was extended, and is still this delivery's.
 	if n := db.Count(t, "pgflow_messages", "id = $1 AND status = 'processing' AND attempt = 1 AND locked_until > $2::timestamptz", id, first); n != 1 {

@@ -128,9 +128,11 @@ class WorkerTest(SchemaTest):
         # Lease 1 s: without extension the rescuers (both workers, every
         # 100 ms) would hand the message to the other worker after it.
         w, outcomes = self.worker(q, slow, lease_ms=1000, rescue_interval_ms=100, consumer_id="slow")
+        self.assertTrue(started.wait(30))
+        # The other worker starts once the slow one holds the message, so
+        # it can only get it by taking over a lease that ran out.
         self.worker(q, deliveries.append, lease_ms=1000, rescue_interval_ms=100, poll_interval_ms=50,
                     consumer_id="other")
-        self.assertTrue(started.wait(10))
         # Watch the lease move forward until it ends more than one lease
         # length later than the first one did.
         (row,) = self.live(q)
