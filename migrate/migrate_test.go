@@ -2,6 +2,8 @@ package migrate_test
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -25,7 +27,9 @@ func newPool(t *testing.T) *pgxpool.Pool {
 func TestUpIsConcurrentSafeAndIdempotent(t *testing.T) {
 	pool := newPool(t)
 	ctx := context.Background()
-	schema := "pgflow_migrate_" + time.Now().Format("150405_000000")
+	// The process id too: two test processes started together (scripts/test
+	// runs the package twice side by side) must not share the schema.
+	schema := fmt.Sprintf("pgflow_migrate_%s_%d", time.Now().Format("150405_000000"), os.Getpid())
 	t.Cleanup(func() { pgflowtest.DropSchema(t, schema) })
 
 	const racers = 4
