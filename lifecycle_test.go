@@ -117,18 +117,29 @@ func TestHeartbeatKeepsLongHandlerLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := await(t, "the handler", started)
+	// The test watches through a connection of its own: polling through
+	// the client's pool (one connection under PGFLOW_TEST_MAX_CONNS=1)
+	// would compete with the heartbeat it checks.
+	observer := pgflowtest.NewPoolOn(t, db, 1)
+	count := func(where string, args ...any) int {
+		var n int
+		if err := observer.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %q.pgflow_messages WHERE `, db.Schema)+where, args...).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
 	var first time.Time
-	if err := db.Pool.QueryRow(ctx, fmt.Sprintf(`SELECT locked_until FROM %q.pgflow_messages WHERE id = $1`, db.Schema), id).Scan(&first); err != nil {
+	if err := observer.QueryRow(ctx, fmt.Sprintf(`SELECT locked_until FROM %q.pgflow_messages WHERE id = $1`, db.Schema), id).Scan(&first); err != nil {
 		t.Fatal(err)
 	}
 	// The handler runs on until the server's clock is three leases past
 	// the lease it was first given; meanwhile the rescuer (every 50 ms)
 	// takes back any lease that runs out.
 	waitFor(t, "three leases past the first", func() bool {
-		return db.Count(t, "pgflow_messages", "id = $1 AND now() > $2::timestamptz + interval '3 seconds'", id, first) == 1
+		return count("id = $1 AND now() > $2::timestamptz + interval '3 seconds'", id, first) == 1
 	})
 	// The lease was extended, and is still this delivery's.
-	if n := db.Count(t, "pgflow_messages", "id = $1 AND status = 'processing' AND attempt = 1 AND locked_until > $2::timestamptz", id, first); n != 1 {
+	if n := count("id = $1 AND status = 'processing' AND attempt = 1 AND locked_until > $2::timestamptz", id, first); n != 1 {
 		t.Fatal("the heartbeat did not extend the lease")
 	}
 	if n, err := c.RescueExpired(ctx); err != nil || n != 0 {
