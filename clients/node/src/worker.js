@@ -35,6 +35,18 @@ export class Message {
   }
 }
 
+// pending returns a promise with its resolve and reject functions and a
+// settled flag; a rejection nobody awaits is not reported as unhandled.
+function pending() {
+  const d = { settled: false };
+  d.promise = new Promise((resolve, reject) => {
+    d.resolve = (v) => { d.settled = true; resolve(v); };
+    d.reject = (err) => { d.settled = true; reject(err); };
+  });
+  d.promise.catch(() => {});
+  return d;
+}
+
 const defaultLog = (msg, err) => (err == null ? console.warn(`pgflow: ${msg}`) : console.warn(`pgflow: ${msg}:`, err.message ?? err));
 
 export class Worker {
@@ -72,6 +84,7 @@ export class Worker {
   #rescuer = null;
   #rescueBusy = false;
   #onSettle;
+  #listening;
 
   // options:
   //   pool | connectionString, schema (default "public"), poolSize (own pool, default concurrency + 2)
@@ -123,9 +136,19 @@ export class Worker {
     ({ pool: this.#pool, owned: this.#owned } = openPool({
       pool, connectionString, poolSize: poolSize ?? Math.min(this.#concurrency, 8) + 2,
     }));
+    this.#listening = pending();
+    if (!this.#listen) this.#listening.reject(new Error('pgflow: worker does not listen (listen: false)'));
   }
 
   get consumerId() { return this.#consumer; }
+
+  // listening is a promise that resolves once the worker LISTENs for new
+  // messages and a claim made since found the queue drained: from then on a
+  // message sent to the queue wakes the worker at once, without waiting for
+  // the poll interval. After a lost LISTEN connection it is a new promise
+  // that resolves when the worker listens again. It rejects when the worker
+  // stops first, or at once with listen: false.
+  get listening() { return this.#listening.promise; }
 
   // ackTx acknowledges a message in the caller's transaction (client: a pg
   // client after BEGIN), so that the handler's writes, messages it sends
@@ -207,6 +230,7 @@ export class Worker {
     clearInterval(this.#heartbeat);
     clearInterval(this.#rescuer);
     clearTimeout(this.#listenerRetry);
+    this.#listening.reject(new Error('pgflow: worker stopped'));
     if (this.#listener) {
       const l = this.#listener;
       this.#listener = null;
@@ -223,6 +247,7 @@ export class Worker {
       if (free > 0) {
         const want = Math.min(free, this.#batchSize);
         this.#wakeFlag = false;
+        const listener = this.#listener;
         let rows;
         try {
           rows = await this.#claim(want);
@@ -241,6 +266,9 @@ export class Worker {
         if (this.#stopping) break; // stop releases the buffer
         this.#dispatch();
         if (rows.length === want) continue; // there may be more
+        // A claim issued after the LISTEN returned found the queue drained:
+        // anything sent from now on comes with a notification.
+        if (listener !== null && listener === this.#listener) this.#listening.resolve();
       }
       await this.#sleep(this.#pollMs);
     }
@@ -403,6 +431,7 @@ export class Worker {
     this.#listener = null;
     client.release(true);
     if (this.#stopping) return;
+    if (this.#listening.settled) this.#listening = pending();
     this.#log('LISTEN connection lost; reconnecting', err);
     this.#listenerRetry = setTimeout(() => this.#connectListener(failures + 1), 100);
   }

@@ -50,14 +50,16 @@ export function deferred() {
   return { promise, resolve };
 }
 
-// waitFor polls the database-side condition fn until it holds; tests use it
-// only for state no event reports (rows written by SQL).
-export async function waitFor(fn, what, { timeoutMs = 10000 } = {}) {
+// waitFor polls the database-side condition fn every intervalMs until it
+// returns a truthy value, and returns that; tests use it only for state no
+// event reports (rows written by SQL). It fails naming what it waited for
+// when timeoutMs passes first.
+export async function waitFor(fn, what, { timeoutMs = 10000, intervalMs = 20 } = {}) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
     if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
   }
 }

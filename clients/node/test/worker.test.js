@@ -5,7 +5,7 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import {
   InputError, LeaseLostError, PermanentError, Producer, RetryAfterError, Worker,
 } from '../src/index.js';
-import { createSchema, declareQueue, deferred, queueName } from './helpers.js';
+import { createSchema, declareQueue, deferred, queueName, waitFor } from './helpers.js';
 
 // Every test ends within a minute: a test that waits in vain fails instead of
 // hanging the run.
@@ -77,12 +77,21 @@ describe('Worker', () => {
   test('a NOTIFY wakes an idle worker long before its poll interval', T, async () => {
     const q = queueName();
     const { w, settled } = worker(q, async () => {}, { pollIntervalMs: 600000 });
-    // The worker's first claim found nothing; it now sleeps for ten minutes
-    // unless the send's notification wakes it (the test's timeout fails it).
-    await sleep(300);
+    // Once listening resolves, a claim made after the LISTEN found nothing:
+    // the worker now sleeps for ten minutes unless the send's notification
+    // wakes it (the test's timeout fails it).
+    await w.listening;
     await producer.send(q, { wake: true });
     assert.deepEqual((await settled).map((o) => o.outcome), ['ack']);
     await w.stop();
+  });
+
+  test('listening rejects for a worker made with listen: false, and when the worker stops first', T, async () => {
+    const base = { pool: db.pool, schema: db.schema, queue: queueName(), handler: async () => {} };
+    await assert.rejects(new Worker({ ...base, listen: false }).listening, /listen: false/);
+    const w = new Worker(base);
+    await w.stop();
+    await assert.rejects(w.listening, /worker stopped/);
   });
 
   test('a worker whose LISTEN connection is killed listens again', T, async () => {
@@ -90,13 +99,18 @@ describe('Worker', () => {
     const { w, settled } = worker(q, async () => {}, { pollIntervalMs: 600000 });
     const listeners = async () => (await db.pool.query(
       `SELECT pid FROM pg_stat_activity WHERE query = $1`, [`LISTEN "pgflow.${db.schema}"`])).rows.map((r) => r.pid);
-    let before = [];
-    while (before.length === 0) { before = await listeners(); await sleep(20); }
-    await db.pool.query('SELECT pg_terminate_backend($1)', [before[0]]);
-    let after = [];
-    while (after.length === 0 || after[0] === before[0]) { after = await listeners(); await sleep(20); }
-    // With a ten-minute poll interval only a notification on the new
-    // connection wakes the worker in time.
+    await w.listening;
+    // The worker's listener is among these (with, briefly, those of workers
+    // of earlier tests that are still exiting): end them all.
+    const old = await listeners();
+    assert.ok(old.length > 0, 'no backend runs the worker\'s LISTEN');
+    await db.pool.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [old]);
+    await waitFor(async () => (await listeners()).some((pid) => !old.includes(pid)), 'the worker to LISTEN on a new connection');
+    // The worker saw its connection go before it listened again, so
+    // listening is the new connection's promise: it resolves once a claim
+    // after the new LISTEN found nothing. With a ten-minute poll interval
+    // only a notification on the new connection wakes the worker in time.
+    await w.listening;
     await producer.send(q, { wake: true });
     assert.deepEqual((await settled).map((o) => o.outcome), ['ack']);
     await w.stop();
@@ -164,15 +178,14 @@ describe('Worker', () => {
     await started.promise;
     // Watch the lease move forward until it ends more than one lease
     // length later than the first one did.
-    let [row] = await live(q);
-    const first = row.locked_until;
-    while (row.locked_until - first <= 1200) {
-      await sleep(50);
-      [row] = await live(q);
+    const first = (await live(q))[0].locked_until;
+    await waitFor(async () => {
+      const [row] = await live(q);
       assert.equal(row.status, 'processing');
       assert.equal(row.attempt, 1, 'delivered again while the handler ran');
       assert.equal(row.locked_by, 'slow');
-    }
+      return row.locked_until - first > 1200;
+    }, 'the lease to end more than 1.2 s later than the first one', { intervalMs: 50 });
     observed.resolve();
     assert.deepEqual((await settled).map((o) => o.outcome), ['ack']);
     await Promise.all([w.stop(), other.w.stop()]);
@@ -279,12 +292,10 @@ describe('Worker', () => {
     assert.equal(first, ids[0]);
     const stopped = w.stop();
     // The two buffered messages go back while the first handler still runs.
-    for (;;) {
-      const rows = await live(q);
-      if (rows.filter((r) => r.status === 'pending').length === 2) break;
-      await sleep(20);
-    }
-    const rows = await live(q);
+    const rows = await waitFor(async () => {
+      const r = await live(q);
+      return r.filter((m) => m.status === 'pending').length === 2 && r;
+    }, 'the two buffered messages to be released');
     assert.deepEqual(rows.map((r) => [r.id, r.status]), [[ids[0], 'processing'], [ids[1], 'pending'], [ids[2], 'pending']]);
     assert.deepEqual(rows.map((r) => r.retry_count), [0, 0, 0], 'a release is not a failed attempt');
     finish.resolve();
@@ -325,7 +336,7 @@ describe('Worker', () => {
       if (now === 4) allIn.resolve();
       // The first four wait for each other: proof that four run at once.
       await allIn.promise;
-      await sleep(5);
+      await sleep(5); // the handler's work, so that later handlers overlap
       now--;
     }, { concurrency: 4, batchSize: 3 }, 12);
     const outcomes = await settled;

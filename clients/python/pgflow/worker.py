@@ -172,6 +172,14 @@ class Worker:
         self._buffer = []  # entries claimed, not started
         self._running = 0
         self._idle = threading.Condition(self._mu)
+        # _listen_conn numbers the listener's connection while it LISTENs
+        # (None between connections); _caught_up says a claim issued since
+        # that LISTEN found the queue drained. wait_listening waits on
+        # _listening for it.
+        self._listen_conn = None
+        self._listen_conns = 0
+        self._caught_up = False
+        self._listening = threading.Condition(self._mu)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._threads = []
@@ -214,6 +222,8 @@ class Worker:
 
     def _stop(self, timeout):
         self._stopping.set()
+        with self._mu:
+            self._listening.notify_all()
         if not self._started:
             self._pool.close()
             return StopResult(released=0, abandoned=0)
@@ -258,6 +268,19 @@ class Worker:
         os.close(self._stop_w)
         return StopResult(released=released, abandoned=abandoned)
 
+    def wait_listening(self, timeout=None):
+        """Waits until the worker LISTENs for new messages and a claim made
+        since found the queue drained: from then on a message sent to the
+        queue wakes the worker at once, without waiting for the poll
+        interval. After a lost LISTEN connection it waits for the next
+        LISTEN. Returns True then, or False when timeout seconds passed, the
+        worker stopped, or it was made with listen=False."""
+        if not self._listen:
+            return False
+        with self._mu:
+            self._listening.wait_for(lambda: self._caught_up or self._stopping.is_set(), timeout)
+            return self._caught_up and not self._stopping.is_set()
+
     def __enter__(self):
         return self.start()
 
@@ -293,6 +316,7 @@ class Worker:
         while not self._stopping.is_set():
             with self._mu:
                 free = self._concurrency + self._prefetch - len(self._held)
+                listen_conn = self._listen_conn
             if free > 0:
                 want = min(free, self._batch)
                 self._wake.clear()
@@ -318,6 +342,13 @@ class Worker:
                     self._dispatch_locked()
                 if len(rows) == want:
                     continue  # there may be more
+                with self._mu:
+                    # A claim issued after the LISTEN returned found the queue
+                    # drained: anything sent from now on comes with a
+                    # notification.
+                    if listen_conn is not None and listen_conn == self._listen_conn:
+                        self._caught_up = True
+                        self._listening.notify_all()
             self._wake.wait(self._poll)
 
     def _dispatch_locked(self):
@@ -464,6 +495,9 @@ class Worker:
                 with psycopg.connect(self._conninfo, autocommit=True) as conn:
                     conn.execute('LISTEN "%s"' % _check.channel(self._schema))
                     failures = 0
+                    with self._mu:
+                        self._listen_conns += 1
+                        self._listen_conn = self._listen_conns
                     self._wake.set()
                     pg = conn.pgconn
                     while not self._stopping.is_set():
@@ -480,6 +514,9 @@ class Worker:
                             if n.extra.decode() == self._queue:
                                 self._wake.set()
             except Exception as err:  # noqa: BLE001
+                with self._mu:
+                    self._listen_conn = None
+                    self._caught_up = False
                 if self._stopping.is_set():
                     return
                 failures += 1

@@ -76,13 +76,15 @@ class Outcomes:
             return list(self.items)
 
 
-def wait_until(fn, what, timeout=10.0):
-    """Polls a database-side condition that no event reports."""
+def wait_until(fn, what, timeout=10.0, interval=0.02):
+    """Polls fn every interval seconds until it returns a true value, and
+    returns that; for a database-side condition that no event reports. Fails
+    naming what it waited for when timeout seconds pass first."""
     deadline = time.monotonic() + timeout
     while True:
         v = fn()
         if v:
             return v
         if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.02)
+            raise AssertionError("timed out after %g s waiting for %s" % (timeout, what))
+        time.sleep(interval)

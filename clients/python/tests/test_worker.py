@@ -51,9 +51,20 @@ class WorkerTest(SchemaTest):
         # A ten-minute poll interval: only the send's NOTIFY can wake the
         # worker within the wait's timeout.
         w, outcomes = self.worker(q, lambda m: None, poll_interval_ms=600000)
-        time.sleep(0.3)  # let the first claim find nothing and the listener connect
+        # Once the worker listens, a claim made after the LISTEN found
+        # nothing: it now sleeps unless the send's notification wakes it.
+        self.assertTrue(w.wait_listening(10), "the worker did not LISTEN")
         self.p.send(q, {"wake": True})
         self.assertEqual([o[1] for o in outcomes.wait(1, timeout=10)], ["ack"])
+
+    def test_wait_listening_false_without_listen_or_after_stop(self):
+        q = queue_name()
+        quiet = Worker(DATABASE_URL, q, lambda m: None, schema=self.schema, listen=False)
+        self.assertFalse(quiet.wait_listening(5))
+        quiet.stop()
+        w = Worker(DATABASE_URL, q, lambda m: None, schema=self.schema)
+        w.stop()
+        self.assertFalse(w.wait_listening(5))
 
     def test_killed_listen_connection_listens_again(self):
         q = queue_name()
@@ -63,11 +74,18 @@ class WorkerTest(SchemaTest):
             return [r[0] for r in self.db.execute("SELECT pid FROM pg_stat_activity WHERE query = %s",
                                                   ('LISTEN "pgflow.%s"' % self.schema,)).fetchall()]
 
-        before = wait_until(listeners, "the worker to LISTEN")
-        self.db.execute("SELECT pg_terminate_backend(%s)", (before[0],))
-        wait_until(lambda: [p for p in listeners() if p != before[0]], "the worker to LISTEN again")
-        # With a ten-minute poll interval only a notification on the new
-        # connection wakes the worker in time.
+        self.assertTrue(w.wait_listening(10), "the worker did not LISTEN")
+        # The worker's listener is among these (with, briefly, those of
+        # workers of earlier tests that are still exiting): end them all.
+        old = listeners()
+        self.assertTrue(old, "no backend runs the worker's LISTEN")
+        self.db.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (old,))
+        wait_until(lambda: [p for p in listeners() if p not in old], "the worker to LISTEN on a new connection")
+        # The worker saw its connection go before it listened again, so this
+        # waits for a claim after the new LISTEN to find nothing. With a
+        # ten-minute poll interval only a notification on the new connection
+        # wakes the worker in time.
+        self.assertTrue(w.wait_listening(10), "the worker did not LISTEN again")
         self.p.send(q, {"wake": True})
         self.assertEqual([o[1] for o in outcomes.wait(1, timeout=10)], ["ack"])
 
@@ -135,12 +153,14 @@ class WorkerTest(SchemaTest):
                     consumer_id="other")
         # Watch the lease move forward until it ends more than one lease
         # length later than the first one did.
-        (row,) = self.live(q)
-        first = row[5]
-        while (row[5] - first).total_seconds() <= 1.2:
-            time.sleep(0.05)
+        first = self.live(q)[0][5]
+
+        def extended():
             (row,) = self.live(q)
             self.assertEqual((row[1], row[2], row[4]), ("processing", 1, "slow"))
+            return (row[5] - first).total_seconds() > 1.2
+
+        wait_until(extended, "the lease to end more than 1.2 s later than the first one", interval=0.05)
         release.set()
         self.assertEqual([o[1] for o in outcomes.wait(1)], ["ack"])
         self.assertEqual(len(deliveries), 1)
@@ -297,7 +317,7 @@ class WorkerTest(SchemaTest):
                 state["peak"] = max(state["peak"], state["now"])
             if m.payload["i"] < 4:
                 barrier.wait(10)  # the first four wait for each other: four run at once
-            time.sleep(0.005)
+            time.sleep(0.005)  # the handler's work, so that later handlers overlap
             with lock:
                 state["now"] -= 1
 
