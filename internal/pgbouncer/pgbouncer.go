@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pgflow-go/pgflow/internal/freeport"
 )
 
 // Mode is PgBouncer's pool_mode.
@@ -95,7 +97,7 @@ func Start(ctx context.Context, o Options) (*Bouncer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgbouncer: server %q: %w", o.Server, err)
 	}
-	listen, err := freePort()
+	listen, err := freeport.Loopback()
 	if err != nil {
 		return nil, err
 	}
@@ -200,19 +202,6 @@ func (b *Bouncer) Stop() {
 		_ = b.cmd.Process.Kill()
 		<-b.done
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	addr, ok := l.Addr().(*net.TCPAddr)
-	if !ok {
-		return 0, errors.New("pgbouncer: no TCP port")
-	}
-	return addr.Port, nil
 }
 
 type lockedBuffer struct {

@@ -2,9 +2,7 @@ package pgcluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -12,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pgflow-go/pgflow/internal/freeport"
 )
 
 // Cluster is a running (or stopped) throwaway cluster.
@@ -127,7 +127,7 @@ func newDir(o Options) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	if c.Port, err = freePort(); err != nil {
+	if c.Port, err = freeport.Loopback(); err != nil {
 		c.Remove()
 		return nil, err
 	}
@@ -189,19 +189,6 @@ func (c *Cluster) run(ctx context.Context, tool string, args ...string) error {
 	return nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	addr, ok := l.Addr().(*net.TCPAddr)
-	if !ok {
-		return 0, errors.New("pgcluster: no TCP port")
-	}
-	return addr.Port, nil
-}
-
 // ArchiveDir is where a cluster started with EnableArchiving archives its
 // WAL: a directory inside Dir.
 func (c *Cluster) ArchiveDir() string { return filepath.Join(c.Dir, "wal-archive") }
@@ -256,7 +243,7 @@ func (c *Cluster) BaseBackup(ctx context.Context) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	if b.Port, err = freePort(); err != nil {
+	if b.Port, err = freeport.Loopback(); err != nil {
 		b.Remove()
 		return nil, err
 	}
