@@ -378,3 +378,71 @@ func TestSQLAPIExpiry(t *testing.T) {
 		t.Fatalf("dead letter of %d: reason %q, %v; want expired", id, reason, err)
 	}
 }
+
+// pgflow_dlq_redrive and pgflow_dlq_purge refuse a call that names neither
+// a queue nor ids, move or delete every matching dead letter across several
+// 1,000-row chunks, and leave a dead letter whose dedup key a live message
+// holds in the DLQ.
+func TestSQLAPIDLQRedriveAndPurge(t *testing.T) {
+	t.Parallel()
+	db := pgflowtest.New(t)
+	pool := sqlPool(t, db, 1)
+	ctx := context.Background()
+	for _, sql := range []string{`SELECT pgflow_dlq_redrive(NULL)`, `SELECT pgflow_dlq_purge(NULL)`,
+		`SELECT pgflow_dlq_redrive('bad queue')`, `SELECT pgflow_dlq_purge('bad queue')`} {
+		_, err := pool.Exec(ctx, sql)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "22023" || !strings.Contains(pgErr.Message, "queue") {
+			t.Errorf("%s: err %v, want SQLSTATE 22023 naming the queue", sql, err)
+		}
+	}
+
+	// 2,100 dead letters in a and c (three chunks each), two in b, and one
+	// more in a whose dedup key a live message of a holds.
+	deadLetter := func(queue string, from, n int, dedupKey any) {
+		t.Helper()
+		db.Exec(t, `INSERT INTO pgflow_dlq (message_id, queue_name, payload, dedup_key, error, message_created_at)
+			SELECT i, $1, jsonb_build_object('i', i), $4, 'boom', now() FROM generate_series($2::bigint, $3::bigint) i`,
+			queue, from, from+n-1, dedupKey)
+	}
+	deadLetter("a", 1_000_001, 2100, nil)
+	deadLetter("a", 1_100_001, 1, "k")
+	deadLetter("b", 2_000_001, 2, nil)
+	deadLetter("c", 3_000_001, 2100, nil)
+	if _, err := pool.Exec(ctx, `SELECT pgflow_send('a', '{}', dedup_key => 'k')`); err != nil {
+		t.Fatal(err)
+	}
+
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT pgflow_dlq_redrive('a')`).Scan(&n); err != nil || n != 2100 {
+		t.Fatalf("redrive a: %d, %v; want 2100", n, err)
+	}
+	if got := db.Count(t, "pgflow_messages", "queue_name = 'a' AND status = 'pending'"); got != 2101 {
+		t.Fatalf("%d pending messages in a after the redrive, want 2100 and the live one", got)
+	}
+	if got := db.Count(t, "pgflow_dlq", "queue_name = 'a' AND dedup_key = 'k'"); got != 1 || db.Count(t, "pgflow_dlq", "queue_name = 'a'") != 1 {
+		t.Fatalf("the DLQ of a keeps %d rows, want only the one with the live dedup key", db.Count(t, "pgflow_dlq", "queue_name = 'a'"))
+	}
+
+	var firstB int64
+	if err := pool.QueryRow(ctx, `SELECT min(id) FROM pgflow_dlq WHERE queue_name = 'b'`).Scan(&firstB); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		sql  string
+		args []any
+		want int
+	}{
+		{`SELECT pgflow_dlq_purge(NULL, ARRAY[$1::bigint])`, []any{firstB}, 1},
+		{`SELECT pgflow_dlq_purge('b')`, nil, 1},
+		{`SELECT pgflow_dlq_purge('c')`, nil, 2100},
+		{`SELECT pgflow_dlq_purge('a')`, nil, 1},
+	} {
+		if err := pool.QueryRow(ctx, tc.sql, tc.args...).Scan(&n); err != nil || n != tc.want {
+			t.Fatalf("%s: %d, %v; want %d", tc.sql, n, err, tc.want)
+		}
+	}
+	if got := db.Count(t, "pgflow_dlq", ""); got != 0 {
+		t.Fatalf("%d dead letters left after purging every queue", got)
+	}
+}
