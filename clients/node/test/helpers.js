@@ -8,12 +8,16 @@ import { fileURLToPath } from 'node:url';
 
 import pg from 'pg';
 
+import { Producer } from '../src/index.js';
+
 export const databaseURL = process.env.PGFLOW_TEST_DATABASE_URL
   || 'postgres://postgres@127.0.0.1:5432/test?sslmode=disable';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
-// createSchema migrates a fresh schema and returns { schema, pool, drop }.
+// createSchema migrates a fresh schema and returns { schema, pool, producer,
+// drop }: a pool on the server and a Producer on the schema, both ended by
+// drop, which also drops the schema.
 export function createSchema() {
   const schema = `pgflow_node_${randomBytes(4).toString('hex')}`;
   // `go run` caches the built helper: after the first run this costs
@@ -22,11 +26,13 @@ export function createSchema() {
     cwd: repoRoot, env: { ...process.env, GOWORK: 'off' }, stdio: ['ignore', 'ignore', 'inherit'],
   });
   const pool = new pg.Pool({ connectionString: databaseURL, max: 4 });
+  const producer = new Producer({ pool, schema });
   const drop = async () => {
+    await producer.end();
     await pool.query(`DROP SCHEMA "${schema}" CASCADE`);
     await pool.end();
   };
-  return { schema, pool, drop };
+  return { schema, pool, producer, drop };
 }
 
 let seq = 0;

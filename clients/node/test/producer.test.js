@@ -13,12 +13,9 @@ describe('Producer', () => {
   let producer;
   before(() => {
     db = createSchema();
-    producer = new Producer({ pool: db.pool, schema: db.schema });
+    ({ producer } = db);
   });
-  after(async () => {
-    await producer.end();
-    await db.drop();
-  });
+  after(() => db.drop());
 
   const rows = async (queue) => (await db.pool.query(
     `SELECT id, payload, headers, priority, dedup_key, visible_at > now() AS delayed

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, afterEach, before, describe, test } from 'node:test';
 
 import {
-  InputError, LeaseLostError, PermanentError, Producer, RetryAfterError, Worker,
+  InputError, LeaseLostError, PermanentError, RetryAfterError, Worker,
 } from '../src/index.js';
 import { createSchema, declareQueue, deferred, queueName, waitFor } from './helpers.js';
 
@@ -22,12 +22,9 @@ describe('Worker', () => {
   });
   before(() => {
     db = createSchema();
-    producer = new Producer({ pool: db.pool, schema: db.schema });
+    ({ producer } = db);
   });
-  after(async () => {
-    await producer.end();
-    await db.drop();
-  });
+  after(() => db.drop());
 
   const live = async (queue) => (await db.pool.query(
     `SELECT id, status, attempt, retry_count, locked_by, locked_until
