@@ -2,6 +2,7 @@ package pgflow
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -32,6 +33,14 @@ type consumerRun struct {
 	fetch *fetcher.Fetcher
 	exec  *executor.Executor[*Message]
 	done  *completer.Completer
+
+	// takenBack counts, per delivery taken back before it started, the
+	// steps still to come before its slot is free: the hand-back's write
+	// and the worker skipping it (handBack).
+	takenBack struct {
+		sync.Mutex
+		steps map[*task]int
+	}
 
 	// claim's buffers, reused (the fetcher claims one at a time)
 	acks      []completer.Ack
@@ -295,6 +304,8 @@ func (r *consumerRun) finished(t *task, o executor.Outcome) {
 	c := r.c
 	m := t.Msg
 	switch {
+	case o.TakenBack:
+		r.takenBackStep(t)
 	case o.Cancelled || o.LeaseLost:
 		// Handed back at Stop, or taken over (the rescuer counted the
 		// failed attempt): nothing to write.
@@ -374,9 +385,10 @@ func (r *consumerRun) failed(items []completer.Fail, results []completer.FailRes
 	}
 }
 
-// heartbeatLoop extends the leases of running handlers every third of the
-// lease, cancels handlers whose lease was taken over, marks stuck ones, and
-// refreshes the queue's settings.
+// heartbeatLoop extends the leases of running and prefetched deliveries
+// every third of the lease, cancels those whose lease was taken over, marks
+// stuck handlers, hands back prefetched messages that waited half a lease
+// for a worker, and refreshes the queue's settings.
 func (r *consumerRun) heartbeatLoop(ctx context.Context) {
 	c := r.c
 	for {
@@ -386,9 +398,19 @@ func (r *consumerRun) heartbeatLoop(ctx context.Context) {
 		if err := r.loadSettings(ctx); err != nil && ctx.Err() == nil {
 			c.log.Warn("pgflow: reading queue settings failed", "queue", r.cfg.Queue, "err", err)
 		}
-		r.exec.Beat(ctx, r.extend, func(err error) {
+		if r.cfg.Prefetch > 0 {
+			if n := r.handBack(ctx, time.Now().Add(-r.lease()/2), errWaitedTooLong); n > 0 {
+				c.log.Warn("pgflow: prefetched messages waited half their lease for a worker; handed back",
+					"queue", r.cfg.Queue, "messages", n, "workers", r.cfg.Workers, "prefetch", r.cfg.Prefetch)
+			}
+		}
+		lost := r.exec.Beat(ctx, r.extend, func(err error) {
 			c.log.Warn("pgflow: lease heartbeat failed", "queue", r.cfg.Queue, "err", err)
 		})
+		if lost > 0 {
+			c.log.Warn("pgflow: leases taken over by another consumer; those deliveries are cancelled, their outcome not written",
+				"queue", r.cfg.Queue, "deliveries", lost)
+		}
 	}
 }
 
@@ -399,6 +421,55 @@ func (r *consumerRun) extend(ctx context.Context, ids, tokens []int64) ([]int64,
 		return nil, err
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[int64])
+}
+
+// errWaitedTooLong cancels a prefetched delivery handed back before a
+// worker started it; no handler sees it.
+var errWaitedTooLong = errors.New("pgflow: prefetched message waited too long for a worker")
+
+// handBack hands back to the queue (pgflow_release: visible at once, not a
+// failed attempt) the deliveries submitted by queuedBefore that no worker
+// has started, and returns how many it released. Each one's slot is freed
+// once both the release is written and the worker that reaches it in the
+// executor's queue has skipped it (takenBackStep): until then the consumer
+// may not claim in its place, so it never holds more than Workers +
+// Prefetch, and while every worker is busy it does not claim again what it
+// just handed back.
+func (r *consumerRun) handBack(ctx context.Context, queuedBefore time.Time, cause error) int {
+	ts := r.exec.TakeBack(queuedBefore, cause)
+	if len(ts) == 0 {
+		return 0
+	}
+	n := r.release(ctx, ts)
+	// A failed release leaves the messages to return when their lease
+	// expires (they are no longer extended).
+	for _, t := range ts {
+		r.takenBackStep(t)
+	}
+	return n
+}
+
+// takenBackStep records one of the two steps after which a taken-back
+// delivery's slot is free (handBack).
+func (r *consumerRun) takenBackStep(t *task) {
+	tb := &r.takenBack
+	tb.Lock()
+	left, ok := tb.steps[t]
+	if !ok {
+		left = 2
+	}
+	left--
+	if left > 0 {
+		if tb.steps == nil {
+			tb.steps = make(map[*task]int)
+		}
+		tb.steps[t] = left
+		tb.Unlock()
+		return
+	}
+	delete(tb.steps, t)
+	tb.Unlock()
+	r.slots.Release(1)
 }
 
 // releaseAll cancels every unfinished delivery (cause ErrClientStopped) and

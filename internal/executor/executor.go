@@ -19,9 +19,13 @@ type Task[T any] struct {
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
+	queued time.Time // when it was submitted
 	start  time.Time // zero until a worker starts it (guarded by Executor.mu)
 	stuck  bool      // guarded by Executor.mu
 	done   bool      // guarded by Executor.mu
+	// takenBack: TakeBack took it before a worker started it (guarded by
+	// Executor.mu).
+	takenBack bool
 	// batch is the batch run the task belongs to once started (batch mode;
 	// guarded by Executor.mu), gone counts it cancelled in that run.
 	batch *batchRun
@@ -50,6 +54,9 @@ type Outcome struct {
 	Cancelled bool
 	// Skipped: the task never ran (cancelled before a worker took it).
 	Skipped bool
+	// TakenBack: TakeBack took the task before it ran (Skipped and
+	// Cancelled are set too); the owner hands it back itself.
+	TakenBack bool
 }
 
 // Config configures an Executor.
@@ -155,6 +162,7 @@ func (e *Executor[T]) Submit(t *Task[T]) bool {
 		return false
 	}
 	t.ctx, t.cancel = context.WithCancelCause(e.parent)
+	t.queued = time.Now()
 	e.inflight[t.ID] = t
 	e.queue <- t
 	return true
@@ -172,8 +180,10 @@ func (e *Executor[T]) SubmitBatch(ts []*Task[T]) bool {
 	if e.closed {
 		return false
 	}
+	now := time.Now()
 	for _, t := range ts {
 		t.ctx, t.cancel = context.WithCancelCause(e.parent)
+		t.queued = now
 		e.inflight[t.ID] = t
 	}
 	e.chunks <- slices.Clone(ts)
@@ -196,12 +206,14 @@ func (e *Executor[T]) cancelLocked(t *Task[T], cause error) {
 func (e *Executor[T]) run(w *worker[T], t *Task[T]) {
 	e.mu.Lock()
 	if t.ctx.Err() != nil {
-		// Taken back (CancelAll) before it started.
+		// Taken back (CancelAll, TakeBack) or its lease lost before it
+		// started.
 		delete(e.inflight, t.ID)
 		t.done = true
+		takenBack := t.takenBack
 		e.mu.Unlock()
 		t.cancel(nil)
-		e.cfg.Done(t, Outcome{Skipped: true, Cancelled: true})
+		e.cfg.Done(t, Outcome{Skipped: true, Cancelled: true, TakenBack: takenBack})
 		return
 	}
 	t.start = time.Now()
@@ -251,12 +263,14 @@ func (e *Executor[T]) runBatch(w *worker[T], ts []*Task[T]) {
 	b.ctx, b.cancel = context.WithCancelCause(e.parent)
 	live := make([]*Task[T], 0, len(ts))
 	var skipped []*Task[T]
+	var takenBack []bool
 	e.mu.Lock()
 	for _, t := range ts {
 		if t.ctx.Err() != nil {
 			delete(e.inflight, t.ID)
 			t.done = true
 			skipped = append(skipped, t)
+			takenBack = append(takenBack, t.takenBack)
 			continue
 		}
 		t.start, t.batch = now, b
@@ -264,9 +278,9 @@ func (e *Executor[T]) runBatch(w *worker[T], ts []*Task[T]) {
 	}
 	b.n = len(live)
 	e.mu.Unlock()
-	for _, t := range skipped {
+	for i, t := range skipped {
 		t.cancel(nil)
-		e.cfg.Done(t, Outcome{Skipped: true, Cancelled: true})
+		e.cfg.Done(t, Outcome{Skipped: true, Cancelled: true, TakenBack: takenBack[i]})
 	}
 	if len(live) == 0 {
 		b.cancel(nil)
@@ -403,6 +417,26 @@ func (e *Executor[T]) CancelAll(cause error) []*Task[T] {
 	return out
 }
 
+// TakeBack takes back every task submitted at or before queuedBefore that no
+// worker has started, with cause, and returns them for the owner to hand
+// back. They leave the heartbeat's leases at once; a worker that reaches
+// one skips it and reports it with Outcome.TakenBack.
+func (e *Executor[T]) TakeBack(queuedBefore time.Time, cause error) []*Task[T] {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []*Task[T]
+	for id, t := range e.inflight {
+		if !t.start.IsZero() || t.queued.After(queuedBefore) || t.ctx.Err() != nil {
+			continue
+		}
+		t.takenBack = true
+		t.cancel(cause)
+		delete(e.inflight, id)
+		out = append(out, t)
+	}
+	return out
+}
+
 // Stats counts the tasks running (stuck ones included) and stuck.
 func (e *Executor[T]) Stats() (running, stuck int) {
 	e.mu.Lock()
@@ -465,18 +499,19 @@ func (e *Executor[T]) Heartbeat(ctx context.Context, period func() time.Duration
 	}
 }
 
-// Beat runs one heartbeat.
-func (e *Executor[T]) Beat(ctx context.Context, extend ExtendFunc, onErr func(error)) {
+// Beat runs one heartbeat and returns how many tasks it found had lost
+// their lease (and cancelled).
+func (e *Executor[T]) Beat(ctx context.Context, extend ExtendFunc, onErr func(error)) (lost int) {
 	ids, tokens := e.Leases(time.Now())
 	if len(ids) == 0 {
-		return
+		return 0
 	}
 	kept, err := extend(ctx, ids, tokens)
 	if err != nil {
 		if ctx.Err() == nil && onErr != nil {
 			onErr(err)
 		}
-		return
+		return 0
 	}
 	held := make(map[int64]bool, len(kept))
 	for _, id := range kept {
@@ -485,8 +520,10 @@ func (e *Executor[T]) Beat(ctx context.Context, extend ExtendFunc, onErr func(er
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for i, id := range ids {
-		if t, ok := e.inflight[id]; ok && !held[id] && t.Token == tokens[i] {
+		if t, ok := e.inflight[id]; ok && !held[id] && t.Token == tokens[i] && t.ctx.Err() == nil {
 			e.cancelLocked(t, e.cfg.LeaseLostCause)
+			lost++
 		}
 	}
+	return lost
 }
