@@ -56,7 +56,11 @@ type ConsumerConfig struct {
 	// lease), and at Stop at once. A message of higher priority can wait
 	// behind up to Prefetch messages already claimed, and a process killed
 	// leaves up to Workers + Prefetch deliveries for their leases to
-	// expire.
+	// expire. A waiting message whose lease was lost, or ran out because
+	// the heartbeat could not extend it, is dropped without running. The
+	// default stays 0: prefetch pays only with cheap handlers, few workers
+	// and a backlog, and it holds work away from other consumers' idle
+	// workers.
 	Prefetch int
 	// MaxBatch bounds how many messages one claim takes. Default: the
 	// deliveries the consumer may hold, at most 1000. A claim never takes

@@ -103,6 +103,7 @@ func (r *consumerRun) build(handlerCtx context.Context) {
 		Panic: func(v any, stack []byte) error { return &PanicError{Value: v, Stack: stack} },
 		Done:  r.finished,
 		Stuck: r.stuck,
+		Lease: r.lease,
 	}
 	if h := r.cfg.BatchHandler; h != nil {
 		ecfg.HandleBatch = func(ctx context.Context, msgs []*Message) []error {
@@ -152,7 +153,11 @@ func (r *consumerRun) claim(ctx context.Context, n int, after *fetcher.Key) (fet
 	if limit == 0 {
 		return fetcher.Result{}, nil
 	}
-	msgs, res, err := r.claimAndAck(ctx, limit, after, r.acks)
+	// The lease runs from the server's moment of claiming: by the local
+	// clock, no later than the claim's start plus the lease.
+	lease := r.lease()
+	leaseUntil := time.Now().Add(lease)
+	msgs, res, err := r.claimAndAck(ctx, limit, lease, after, r.acks)
 	r.done.SettleAcks(r.acks, err == nil)
 	if err != nil {
 		return fetcher.Result{}, err
@@ -162,7 +167,7 @@ func (r *consumerRun) claim(ctx context.Context, n int, after *fetcher.Key) (fet
 	var orphans []*task
 	var chunk []*task
 	for i, m := range msgs {
-		t := &task{ID: m.ID, Token: m.token, Msg: m}
+		t := &task{ID: m.ID, Token: m.token, Msg: m, LeaseUntil: leaseUntil}
 		if len(c.hooks) > 0 {
 			c.emit(Event{Kind: EventReceived, Queue: m.Queue, MessageID: m.ID, Attempt: m.Attempt,
 				QueueWait: m.LeaseUntil.Add(-r.lease()).Sub(m.VisibleAt), Headers: m.Headers})
@@ -189,15 +194,15 @@ func (r *consumerRun) claim(ctx context.Context, n int, after *fetcher.Key) (fet
 	return res, nil
 }
 
-// claimAndAck runs one claim statement, preceded by the acknowledgement of
+// claimAndAck runs one claim statement (leases of lease), preceded by the acknowledgement of
 // acks in the same implicit transaction (one pgx batch, one round trip)
 // when there are any, and returns the messages in claim order. Nothing is
 // returned before the transaction has committed.
-func (r *consumerRun) claimAndAck(ctx context.Context, n int, after *fetcher.Key, acks []completer.Ack) ([]*Message, fetcher.Result, error) {
+func (r *consumerRun) claimAndAck(ctx context.Context, n int, lease time.Duration, after *fetcher.Key, acks []completer.Ack) ([]*Message, fetcher.Result, error) {
 	c := r.c
 	var res fetcher.Result
 	stmt := query.ClaimMessages
-	args := []any{r.cfg.Queue, n, c.cfg.ID, r.lease().Milliseconds()}
+	args := []any{r.cfg.Queue, n, c.cfg.ID, lease.Milliseconds()}
 	if after != nil {
 		stmt = query.ClaimMessagesAfter
 		args = append(args, int16(after.Priority), after.VisibleAt, after.ID)

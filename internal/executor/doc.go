@@ -47,7 +47,10 @@
 // queue; the worker that later reaches one skips it and reports it with
 // Outcome.TakenBack, so the owner can free its slot once both that has
 // happened and the hand-back is written. A waiting task whose lease is
-// lost is cancelled like a running one and skipped: it never runs.
+// lost is cancelled like a running one and skipped: it never runs. So is
+// one whose Task.LeaseUntil has passed by the local clock when a worker
+// reaches it: no heartbeat could extend its lease (the database
+// unreachable), so another consumer may already have it.
 //
 // # Stopping
 //

@@ -16,6 +16,13 @@ type Task[T any] struct {
 	ID    int64
 	Token int64
 	Msg   T
+	// LeaseUntil, when set, is when the delivery's lease runs out by the
+	// local clock, at the latest: set by the owner from the moment it sent
+	// the claim, moved on by each heartbeat that extends the lease (from
+	// the moment it sent the extension; Config.Lease). A task not started
+	// by then is skipped as lease lost. Guarded by Executor.mu once
+	// submitted.
+	LeaseUntil time.Time
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -82,6 +89,9 @@ type Config[T any] struct {
 	Done func(t *Task[T], o Outcome)
 	// Stuck is called once per task that became stuck.
 	Stuck func(t *Task[T])
+	// Lease, if set, is the lease a heartbeat's extension grants: each
+	// extended task's LeaseUntil moves to the beat's start plus Lease().
+	Lease func() time.Duration
 }
 
 // Executor runs tasks. Safe for concurrent use.
@@ -203,17 +213,29 @@ func (e *Executor[T]) cancelLocked(t *Task[T], cause error) {
 	}
 }
 
+// skipLocked reports whether t must not start: taken back (CancelAll,
+// TakeBack), or its lease lost (the heartbeat) or run out by the local
+// clock (LeaseUntil) before a worker reached it. If so it is done, and its
+// outcome is the one to report. Callers hold e.mu.
+func (e *Executor[T]) skipLocked(t *Task[T], now time.Time) (Outcome, bool) {
+	if t.ctx.Err() == nil && !t.LeaseUntil.IsZero() && !now.Before(t.LeaseUntil) {
+		e.cancelLocked(t, e.cfg.LeaseLostCause)
+	}
+	if t.ctx.Err() == nil {
+		return Outcome{}, false
+	}
+	delete(e.inflight, t.ID)
+	t.done = true
+	lost := e.cfg.LeaseLostCause != nil && errors.Is(context.Cause(t.ctx), e.cfg.LeaseLostCause)
+	return Outcome{Skipped: true, Cancelled: !lost, LeaseLost: lost, TakenBack: t.takenBack}, true
+}
+
 func (e *Executor[T]) run(w *worker[T], t *Task[T]) {
 	e.mu.Lock()
-	if t.ctx.Err() != nil {
-		// Taken back (CancelAll, TakeBack) or its lease lost before it
-		// started.
-		delete(e.inflight, t.ID)
-		t.done = true
-		takenBack := t.takenBack
+	if o, skip := e.skipLocked(t, time.Now()); skip {
 		e.mu.Unlock()
 		t.cancel(nil)
-		e.cfg.Done(t, Outcome{Skipped: true, Cancelled: true, TakenBack: takenBack})
+		e.cfg.Done(t, o)
 		return
 	}
 	t.start = time.Now()
@@ -263,14 +285,12 @@ func (e *Executor[T]) runBatch(w *worker[T], ts []*Task[T]) {
 	b.ctx, b.cancel = context.WithCancelCause(e.parent)
 	live := make([]*Task[T], 0, len(ts))
 	var skipped []*Task[T]
-	var takenBack []bool
+	var skips []Outcome
 	e.mu.Lock()
 	for _, t := range ts {
-		if t.ctx.Err() != nil {
-			delete(e.inflight, t.ID)
-			t.done = true
+		if o, skip := e.skipLocked(t, now); skip {
 			skipped = append(skipped, t)
-			takenBack = append(takenBack, t.takenBack)
+			skips = append(skips, o)
 			continue
 		}
 		t.start, t.batch = now, b
@@ -280,7 +300,7 @@ func (e *Executor[T]) runBatch(w *worker[T], ts []*Task[T]) {
 	e.mu.Unlock()
 	for i, t := range skipped {
 		t.cancel(nil)
-		e.cfg.Done(t, Outcome{Skipped: true, Cancelled: true, TakenBack: takenBack[i]})
+		e.cfg.Done(t, skips[i])
 	}
 	if len(live) == 0 {
 		b.cancel(nil)
@@ -502,7 +522,8 @@ func (e *Executor[T]) Heartbeat(ctx context.Context, period func() time.Duration
 // Beat runs one heartbeat and returns how many tasks it found had lost
 // their lease (and cancelled).
 func (e *Executor[T]) Beat(ctx context.Context, extend ExtendFunc, onErr func(error)) (lost int) {
-	ids, tokens := e.Leases(time.Now())
+	began := time.Now()
+	ids, tokens := e.Leases(began)
 	if len(ids) == 0 {
 		return 0
 	}
@@ -517,10 +538,24 @@ func (e *Executor[T]) Beat(ctx context.Context, extend ExtendFunc, onErr func(er
 	for _, id := range kept {
 		held[id] = true
 	}
+	var until time.Time
+	if e.cfg.Lease != nil {
+		until = began.Add(e.cfg.Lease())
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for i, id := range ids {
-		if t, ok := e.inflight[id]; ok && !held[id] && t.Token == tokens[i] && t.ctx.Err() == nil {
+		t, ok := e.inflight[id]
+		if !ok || t.Token != tokens[i] {
+			continue
+		}
+		if held[id] {
+			if !t.LeaseUntil.IsZero() && until.After(t.LeaseUntil) {
+				t.LeaseUntil = until
+			}
+			continue
+		}
+		if t.ctx.Err() == nil {
 			e.cancelLocked(t, e.cfg.LeaseLostCause)
 			lost++
 		}
