@@ -154,9 +154,16 @@ func (r *consumerRun) claim(ctx context.Context, n int, after *fetcher.Key) (fet
 		return fetcher.Result{}, nil
 	}
 	// The lease runs from the server's moment of claiming: by the local
-	// clock, no later than the claim's start plus the lease.
+	// clock, no later than the claim's start plus the lease. Only with
+	// prefetch, where a message may wait for a worker, is a message not
+	// started by then dropped (executor.Task.LeaseUntil); without it a
+	// message starts as it arrives, and a slow claim (a pool wait, a
+	// loaded host) must not cost it its delivery.
 	lease := r.lease()
-	leaseUntil := time.Now().Add(lease)
+	var leaseUntil time.Time
+	if r.cfg.Prefetch > 0 {
+		leaseUntil = time.Now().Add(lease)
+	}
 	msgs, res, err := r.claimAndAck(ctx, limit, lease, after, r.acks)
 	r.done.SettleAcks(r.acks, err == nil)
 	if err != nil {
