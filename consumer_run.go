@@ -201,10 +201,10 @@ func (r *consumerRun) claim(ctx context.Context, n int, after *fetcher.Key) (fet
 	return res, nil
 }
 
-// claimAndAck runs one claim statement (leases of lease), preceded by the acknowledgement of
-// acks in the same implicit transaction (one pgx batch, one round trip)
-// when there are any, and returns the messages in claim order. Nothing is
-// returned before the transaction has committed.
+// claimAndAck runs one claim statement (leases of lease), preceded by the
+// acknowledgement of acks in the same implicit transaction (one pgx batch,
+// one round trip) when there are any, and returns the messages in claim
+// order. Nothing is returned before the transaction has committed.
 func (r *consumerRun) claimAndAck(ctx context.Context, n int, lease time.Duration, after *fetcher.Key, acks []completer.Ack) ([]*Message, fetcher.Result, error) {
 	c := r.c
 	var res fetcher.Result
@@ -317,10 +317,13 @@ func (r *consumerRun) finished(t *task, o executor.Outcome) {
 	m := t.Msg
 	switch {
 	case o.TakenBack:
+		// Handed back before it started (handBack): its slot is free once
+		// the release is written too.
 		r.takenBackStep(t)
 	case o.Cancelled || o.LeaseLost:
-		// Handed back at Stop, or taken over (the rescuer counted the
-		// failed attempt): nothing to write.
+		// Handed back at Stop, taken over (the rescuer counted the failed
+		// attempt), or its lease ran out before it started: nothing to
+		// write.
 		r.slots.Release(1)
 	case o.Err == nil:
 		if len(c.hooks) > 0 {
