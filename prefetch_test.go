@@ -191,10 +191,14 @@ func TestPrefetchedMessageKeepsItsLeaseThenIsHandedBack(t *testing.T) {
 	db := pgflowtest.New(t)
 	ctx := context.Background()
 	watch := newLogWatch()
-	c := newClient(t, db, pgflow.Config{Logger: slog.New(watch)})
+	rec := newRecorder()
+	c := newClient(t, db, pgflow.Config{Logger: slog.New(watch), Hooks: []pgflow.EventHook{rec.hook}})
 	g := newGate()
 	defer g.open()
-	q := &pgflow.QueueConfig{Name: "waiting", LeaseTimeout: pgflow.Set(1500 * time.Millisecond)}
+	// Heartbeats every second; b, waiting, is handed back at the first
+	// one after it has waited 1.5 s, so the first one extends it.
+	const lease = 3 * time.Second
+	q := &pgflow.QueueConfig{Name: "waiting", LeaseTimeout: pgflow.Set(lease)}
 	if err := c.Consume(pgflow.ConsumerConfig{Queue: "waiting", Declare: q, Workers: 1, Prefetch: 1, Handler: g.handle}); err != nil {
 		t.Fatal(err)
 	}
@@ -213,13 +217,25 @@ func TestPrefetchedMessageKeepsItsLeaseThenIsHandedBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	obs := newObserver(t, db)
-	var first time.Time
-	waitFor(t, "b prefetched", func() bool {
-		err := obs.pool.QueryRow(ctx, fmt.Sprintf(`SELECT locked_until FROM %q.pgflow_messages WHERE id = $1 AND status = 'processing' AND locked_by = $2`, db.Schema), b, c.ID()).Scan(&first)
-		return err == nil
+	// The lease b's claim gave it, on the server's clock: the received
+	// event's queue wait is its claim moment minus visible_at.
+	var received *pgflow.Event
+	waitFor(t, "b received", func() bool {
+		for _, e := range rec.of(pgflow.EventReceived) {
+			if e.MessageID == b {
+				received = &e
+				return true
+			}
+		}
+		return false
 	})
+	var visibleAt time.Time
+	if err := obs.pool.QueryRow(ctx, fmt.Sprintf(`SELECT visible_at FROM %q.pgflow_messages WHERE id = $1`, db.Schema), b).Scan(&visibleAt); err != nil {
+		t.Fatal(err)
+	}
+	claimed := visibleAt.Add(received.QueueWait + lease)
 	waitFor(t, "b's lease extended while it waits", func() bool {
-		return obs.count("id = $1 AND status = 'processing' AND locked_by = $2 AND attempt = 1 AND locked_until > $3", b, c.ID(), first) == 1
+		return obs.count("id = $1 AND status = 'processing' AND locked_by = $2 AND attempt = 1 AND locked_until > $3", b, c.ID(), claimed) == 1
 	})
 	waitFor(t, "b handed back", func() bool {
 		return obs.count("id = $1 AND status = 'pending' AND locked_by IS NULL AND retry_count = 0 AND errors = '[]'", b) == 1
