@@ -264,7 +264,10 @@ func TestStopHandsBackPrefetchedMessagesAtOnce(t *testing.T) {
 	c := newClient(t, db, pgflow.Config{})
 	g := newGate()
 	defer g.open()
-	if err := c.Consume(pgflow.ConsumerConfig{Queue: "stopping", Workers: 1, Prefetch: 3, Handler: g.handle}); err != nil {
+	// A lease of an hour: only Stop can hand the waiting messages back
+	// within the test, not their wait bound (half a lease).
+	q := &pgflow.QueueConfig{Name: "stopping", LeaseTimeout: pgflow.Set(time.Hour)}
+	if err := c.Consume(pgflow.ConsumerConfig{Queue: "stopping", Declare: q, Workers: 1, Prefetch: 3, Handler: g.handle}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Start(ctx); err != nil {
