@@ -32,7 +32,7 @@ func BenchmarkClaimAndAck(b *testing.B) {
 				var msgs []*Message
 				var err error
 				if combined {
-					msgs, _, err = cs.claimAndAck(ctx, per, nil, acks)
+					msgs, _, err = cs.claimAndAck(ctx, per, cs.lease(), nil, acks)
 				} else {
 					if len(acks) > 0 {
 						ids, tokens = ids[:0], tokens[:0]

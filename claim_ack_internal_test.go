@@ -38,14 +38,14 @@ func TestClaimCarriesAcknowledgementsInItsTransaction(t *testing.T) {
 
 	// A claim that fails (a negative LIMIT) after the acknowledgement in
 	// the same batch: neither is written.
-	if _, _, err := r.claimAndAck(ctx, -1, nil, acks); err == nil || !strings.Contains(err.Error(), "LIMIT") {
+	if _, _, err := r.claimAndAck(ctx, -1, r.lease(), nil, acks); err == nil || !strings.Contains(err.Error(), "LIMIT") {
 		t.Fatalf("a claim of -1 messages: %v, want the claim's LIMIT error", err)
 	}
 	if n := db.Count(t, "pgflow_messages", "id = $1 AND status = 'processing'", first[0].ID); n != 1 {
 		t.Fatalf("after the failed claim, the acknowledged message has %d processing rows, want 1 (not deleted)", n)
 	}
 
-	second, res, err := r.claimAndAck(ctx, 1, nil, acks)
+	second, res, err := r.claimAndAck(ctx, 1, r.lease(), nil, acks)
 	if err != nil || len(second) != 1 || res.Claimed != 1 {
 		t.Fatalf("claim with the acknowledgement: %d messages, %+v, %v", len(second), res, err)
 	}
@@ -63,5 +63,5 @@ func TestClaimCarriesAcknowledgementsInItsTransaction(t *testing.T) {
 // claimMessages runs one claim statement without acknowledgements and
 // returns the messages in claim order (tests and benchmarks).
 func (r *consumerRun) claimMessages(ctx context.Context, n int, after *fetcher.Key) ([]*Message, fetcher.Result, error) {
-	return r.claimAndAck(ctx, n, after, nil)
+	return r.claimAndAck(ctx, n, r.lease(), after, nil)
 }

@@ -40,10 +40,28 @@ type ConsumerConfig struct {
 	// (1-10000, default DefaultBatchSize). Only with BatchHandler.
 	BatchSize int
 	// Workers is how many handlers (or batch handler calls) run at once.
-	// The consumer holds at most Workers deliveries (Workers × BatchSize
-	// with a BatchHandler): running, or handled with the outcome not yet
-	// written. Default 1.
+	// The consumer holds at most Workers + Prefetch deliveries (Workers ×
+	// BatchSize with a BatchHandler): running, waiting for a worker, or
+	// handled with the outcome not yet written. Default 1.
 	Workers int
+	// Prefetch is how many messages beyond Workers the consumer may claim
+	// ahead of free workers (0-10000, default 0: a message is claimed only
+	// for a free worker). Only with Handler: a BatchHandler's BatchSize
+	// already claims many at once. With cheap handlers and few workers it
+	// lets each claim take more messages, so fewer claim round trips
+	// drain a backlog. The cost: a prefetched message waits for a worker
+	// while holding its lease (extended by the heartbeat); it is handed
+	// back, not counted as a failed attempt, once it has waited half its
+	// queue's lease time (checked with each heartbeat, every third of the
+	// lease), and at Stop at once. A message of higher priority can wait
+	// behind up to Prefetch messages already claimed, and a process killed
+	// leaves up to Workers + Prefetch deliveries for their leases to
+	// expire. A waiting message whose lease was lost, or ran out because
+	// the heartbeat could not extend it, is dropped without running. The
+	// default stays 0: prefetch pays only with cheap handlers, few workers
+	// and a backlog, and it holds work away from other consumers' idle
+	// workers.
+	Prefetch int
 	// MaxBatch bounds how many messages one claim takes. Default: the
 	// deliveries the consumer may hold, at most 1000. A claim never takes
 	// more than the consumer may still hold.
@@ -74,6 +92,10 @@ func (c *Client) Consume(cfg ConsumerConfig) error {
 		return inputErr(ErrInvalidConfig, "handler", cfg.Queue, "and batch handler are both set; set one")
 	case cfg.BatchHandler == nil && cfg.BatchSize != 0:
 		return inputErr(ErrInvalidConfig, "batch_size", cfg.Queue, "needs a batch handler")
+	case cfg.BatchHandler != nil && cfg.Prefetch != 0:
+		return inputErr(ErrInvalidConfig, "prefetch", cfg.Queue, "is for single-message handlers; a batch handler claims ahead through batch_size")
+	case cfg.Prefetch < 0 || cfg.Prefetch > 10000:
+		return inputErr(ErrInvalidConfig, "prefetch", cfg.Queue, "must be 0-10000, got %d", cfg.Prefetch)
 	}
 	if cfg.Workers == 0 {
 		cfg.Workers = 1
@@ -132,7 +154,7 @@ func (cfg *ConsumerConfig) held() int {
 	if cfg.BatchHandler != nil {
 		return cfg.Workers * cfg.BatchSize
 	}
-	return cfg.Workers
+	return cfg.Workers + cfg.Prefetch
 }
 
 // consumer is a registration; it never changes after Consume. What one

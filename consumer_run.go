@@ -2,6 +2,7 @@ package pgflow
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -32,6 +33,14 @@ type consumerRun struct {
 	fetch *fetcher.Fetcher
 	exec  *executor.Executor[*Message]
 	done  *completer.Completer
+
+	// takenBack counts, per delivery taken back before it started, the
+	// steps still to come before its slot is free: the hand-back's write
+	// and the worker skipping it (handBack).
+	takenBack struct {
+		sync.Mutex
+		steps map[*task]int
+	}
 
 	// claim's buffers, reused (the fetcher claims one at a time)
 	acks      []completer.Ack
@@ -94,6 +103,7 @@ func (r *consumerRun) build(handlerCtx context.Context) {
 		Panic: func(v any, stack []byte) error { return &PanicError{Value: v, Stack: stack} },
 		Done:  r.finished,
 		Stuck: r.stuck,
+		Lease: r.lease,
 	}
 	if h := r.cfg.BatchHandler; h != nil {
 		ecfg.HandleBatch = func(ctx context.Context, msgs []*Message) []error {
@@ -143,7 +153,18 @@ func (r *consumerRun) claim(ctx context.Context, n int, after *fetcher.Key) (fet
 	if limit == 0 {
 		return fetcher.Result{}, nil
 	}
-	msgs, res, err := r.claimAndAck(ctx, limit, after, r.acks)
+	// The lease runs from the server's moment of claiming: by the local
+	// clock, no later than the claim's start plus the lease. Only with
+	// prefetch, where a message may wait for a worker, is a message not
+	// started by then dropped (executor.Task.LeaseUntil); without it a
+	// message starts as it arrives, and a slow claim (a pool wait, a
+	// loaded host) must not cost it its delivery.
+	lease := r.lease()
+	var leaseUntil time.Time
+	if r.cfg.Prefetch > 0 {
+		leaseUntil = time.Now().Add(lease)
+	}
+	msgs, res, err := r.claimAndAck(ctx, limit, lease, after, r.acks)
 	r.done.SettleAcks(r.acks, err == nil)
 	if err != nil {
 		return fetcher.Result{}, err
@@ -153,7 +174,7 @@ func (r *consumerRun) claim(ctx context.Context, n int, after *fetcher.Key) (fet
 	var orphans []*task
 	var chunk []*task
 	for i, m := range msgs {
-		t := &task{ID: m.ID, Token: m.token, Msg: m}
+		t := &task{ID: m.ID, Token: m.token, Msg: m, LeaseUntil: leaseUntil}
 		if len(c.hooks) > 0 {
 			c.emit(Event{Kind: EventReceived, Queue: m.Queue, MessageID: m.ID, Attempt: m.Attempt,
 				QueueWait: m.LeaseUntil.Add(-r.lease()).Sub(m.VisibleAt), Headers: m.Headers})
@@ -180,15 +201,15 @@ func (r *consumerRun) claim(ctx context.Context, n int, after *fetcher.Key) (fet
 	return res, nil
 }
 
-// claimAndAck runs one claim statement, preceded by the acknowledgement of
-// acks in the same implicit transaction (one pgx batch, one round trip)
-// when there are any, and returns the messages in claim order. Nothing is
-// returned before the transaction has committed.
-func (r *consumerRun) claimAndAck(ctx context.Context, n int, after *fetcher.Key, acks []completer.Ack) ([]*Message, fetcher.Result, error) {
+// claimAndAck runs one claim statement (leases of lease), preceded by the
+// acknowledgement of acks in the same implicit transaction (one pgx batch,
+// one round trip) when there are any, and returns the messages in claim
+// order. Nothing is returned before the transaction has committed.
+func (r *consumerRun) claimAndAck(ctx context.Context, n int, lease time.Duration, after *fetcher.Key, acks []completer.Ack) ([]*Message, fetcher.Result, error) {
 	c := r.c
 	var res fetcher.Result
 	stmt := query.ClaimMessages
-	args := []any{r.cfg.Queue, n, c.cfg.ID, r.lease().Milliseconds()}
+	args := []any{r.cfg.Queue, n, c.cfg.ID, lease.Milliseconds()}
 	if after != nil {
 		stmt = query.ClaimMessagesAfter
 		args = append(args, int16(after.Priority), after.VisibleAt, after.ID)
@@ -295,9 +316,14 @@ func (r *consumerRun) finished(t *task, o executor.Outcome) {
 	c := r.c
 	m := t.Msg
 	switch {
+	case o.TakenBack:
+		// Handed back before it started (handBack): its slot is free once
+		// the release is written too.
+		r.takenBackStep(t)
 	case o.Cancelled || o.LeaseLost:
-		// Handed back at Stop, or taken over (the rescuer counted the
-		// failed attempt): nothing to write.
+		// Handed back at Stop, taken over (the rescuer counted the failed
+		// attempt), or its lease ran out before it started: nothing to
+		// write.
 		r.slots.Release(1)
 	case o.Err == nil:
 		if len(c.hooks) > 0 {
@@ -374,9 +400,10 @@ func (r *consumerRun) failed(items []completer.Fail, results []completer.FailRes
 	}
 }
 
-// heartbeatLoop extends the leases of running handlers every third of the
-// lease, cancels handlers whose lease was taken over, marks stuck ones, and
-// refreshes the queue's settings.
+// heartbeatLoop extends the leases of running and prefetched deliveries
+// every third of the lease, cancels those whose lease was taken over, marks
+// stuck handlers, hands back prefetched messages that waited half a lease
+// for a worker, and refreshes the queue's settings.
 func (r *consumerRun) heartbeatLoop(ctx context.Context) {
 	c := r.c
 	for {
@@ -386,9 +413,19 @@ func (r *consumerRun) heartbeatLoop(ctx context.Context) {
 		if err := r.loadSettings(ctx); err != nil && ctx.Err() == nil {
 			c.log.Warn("pgflow: reading queue settings failed", "queue", r.cfg.Queue, "err", err)
 		}
-		r.exec.Beat(ctx, r.extend, func(err error) {
+		if r.cfg.Prefetch > 0 {
+			if n := r.handBack(ctx, time.Now().Add(-r.lease()/2), errWaitedTooLong); n > 0 {
+				c.log.Warn("pgflow: prefetched messages waited half their lease for a worker; handed back",
+					"queue", r.cfg.Queue, "messages", n, "workers", r.cfg.Workers, "prefetch", r.cfg.Prefetch)
+			}
+		}
+		lost := r.exec.Beat(ctx, r.extend, func(err error) {
 			c.log.Warn("pgflow: lease heartbeat failed", "queue", r.cfg.Queue, "err", err)
 		})
+		if lost > 0 {
+			c.log.Warn("pgflow: leases taken over by another consumer; those deliveries are cancelled, their outcome not written",
+				"queue", r.cfg.Queue, "deliveries", lost)
+		}
 	}
 }
 
@@ -399,6 +436,55 @@ func (r *consumerRun) extend(ctx context.Context, ids, tokens []int64) ([]int64,
 		return nil, err
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[int64])
+}
+
+// errWaitedTooLong cancels a prefetched delivery handed back before a
+// worker started it; no handler sees it.
+var errWaitedTooLong = errors.New("pgflow: prefetched message waited too long for a worker")
+
+// handBack hands back to the queue (pgflow_release: visible at once, not a
+// failed attempt) the deliveries submitted by queuedBefore that no worker
+// has started, and returns how many it released. Each one's slot is freed
+// once both the release is written and the worker that reaches it in the
+// executor's queue has skipped it (takenBackStep): until then the consumer
+// may not claim in its place, so it never holds more than Workers +
+// Prefetch, and while every worker is busy it does not claim again what it
+// just handed back.
+func (r *consumerRun) handBack(ctx context.Context, queuedBefore time.Time, cause error) int {
+	ts := r.exec.TakeBack(queuedBefore, cause)
+	if len(ts) == 0 {
+		return 0
+	}
+	n := r.release(ctx, ts)
+	// A failed release leaves the messages to return when their lease
+	// expires (they are no longer extended).
+	for _, t := range ts {
+		r.takenBackStep(t)
+	}
+	return n
+}
+
+// takenBackStep records one of the two steps after which a taken-back
+// delivery's slot is free (handBack).
+func (r *consumerRun) takenBackStep(t *task) {
+	tb := &r.takenBack
+	tb.Lock()
+	left, ok := tb.steps[t]
+	if !ok {
+		left = 2
+	}
+	left--
+	if left > 0 {
+		if tb.steps == nil {
+			tb.steps = make(map[*task]int)
+		}
+		tb.steps[t] = left
+		tb.Unlock()
+		return
+	}
+	delete(tb.steps, t)
+	tb.Unlock()
+	r.slots.Release(1)
 }
 
 // releaseAll cancels every unfinished delivery (cause ErrClientStopped) and

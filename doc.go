@@ -113,20 +113,29 @@
 //     EventHandlerStuck event is emitted and ConsumerStats counts it. A
 //     stuck handler keeps its worker until it returns, so a consumer never
 //     runs more than Workers handlers.
-//   - Held deliveries: a consumer holds at most Workers messages at a time
-//     (Workers × BatchSize with a BatchHandler),
-//     running or handled with the outcome not yet written. Claiming waits
-//     for acknowledgements as well as for workers (a claim writes the
+//   - Held deliveries: a consumer holds at most Workers + Prefetch messages
+//     at a time (Workers × BatchSize with a BatchHandler), running, waiting
+//     for a worker or handled with the outcome not yet written. Claiming
+//     waits for acknowledgements as well as for workers (a claim writes the
 //     acknowledgements waiting for it in its own transaction), so a process
-//     killed at any moment repeats at most Workers deliveries.
+//     killed at any moment repeats at most that many deliveries.
+//   - Prefetch: ConsumerConfig.Prefetch (default 0) lets a single-message
+//     handler's consumer claim that many messages ahead of free workers, so
+//     cheap handlers drain a backlog with fewer claims. A waiting message's
+//     lease is extended; it is handed back (not a failed attempt) once it
+//     has waited half its lease or at Stop, is dropped unrun if its lease
+//     is lost, and a message of higher priority waits behind at most
+//     Prefetch of them.
 //   - Wake-ups: an idle consumer sleeps until a notification, its poll
 //     interval, or the moment the queue's next delayed or backed-off message
 //     becomes visible, which every claim that finds fewer messages than it
 //     asked for reads from the database. A retry notifies every process
 //     consuming the queue, so whichever is idle claims the message as it
 //     becomes visible, within a few milliseconds.
-//   - Stop: stops claiming, waits for running handlers until its context is
-//     done, writes the outcomes already known, and returns nil. If the
+//   - Stop: stops claiming, hands back at once the messages claimed that no
+//     handler has started (prefetched), waits for running handlers until
+//     its context is done, writes the outcomes already known, and returns
+//     nil. If the
 //     context ends first, the handlers still running are cancelled (cause
 //     ErrClientStopped), their messages handed back at once (not a failed
 //     attempt), and Stop returns a *StopError counting them, after at most

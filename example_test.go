@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -263,4 +264,52 @@ func ExampleBatchHandler() {
 		log.Fatal(err)
 	}
 	// Output: 3 messages, 2 samples, mean cpu 0.6
+}
+
+// Cheap handlers and few workers: Prefetch lets each claim take up to
+// Workers + Prefetch messages, so a backlog drains with fewer claims.
+func ExampleConsumerConfig_prefetch() {
+	pool, schemaName, cleanup := exampleDB("prefetch")
+	defer cleanup()
+	ctx := context.Background()
+
+	client, err := pgflow.New(pool, pgflow.Config{Schema: schemaName})
+	if err != nil {
+		log.Fatal(err)
+	}
+	var batch []pgflow.Outgoing
+	for i := range 100 {
+		batch = append(batch, pgflow.Outgoing{Queue: "thumbnails", Payload: i})
+	}
+	if _, err := client.PublishBatch(ctx, batch); err != nil {
+		log.Fatal(err)
+	}
+	var handled atomic.Int32
+	done := make(chan struct{})
+	err = client.Consume(pgflow.ConsumerConfig{
+		Queue:   "thumbnails",
+		Workers: 2,
+		// Up to 18 more claimed while both workers are busy: they wait in
+		// memory with their leases extended, go back to the queue if they
+		// wait half a lease, and at Stop.
+		Prefetch: 18,
+		Handler: func(ctx context.Context, m *pgflow.Message) error {
+			if handled.Add(1) == 100 {
+				close(done)
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := client.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	<-done
+	if err := client.Close(ctx); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("handled", handled.Load())
+	// Output: handled 100
 }

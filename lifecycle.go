@@ -141,9 +141,11 @@ func (e *StopError) Error() string {
 
 func (e *StopError) Unwrap() error { return e.Err }
 
-// Stop stops claiming, waits for running handlers until ctx is done, then
-// cancels the rest (context.Cause is ErrClientStopped) and hands their
-// messages back so another consumer takes them at once. Outcomes already
+// Stop stops claiming, hands back at once the messages claimed that no
+// handler has started (ConsumerConfig.Prefetch; not a failed attempt),
+// waits for running handlers until ctx is done, then cancels the rest
+// (context.Cause is ErrClientStopped) and hands their messages back so
+// another consumer takes them at once. Outcomes already
 // known are written before it returns. ctx bounds every wait; once it is
 // done Stop makes one bounded best-effort attempt (about a second) to hand
 // messages back and write outcomes, and returns a *StopError that counts
@@ -160,6 +162,18 @@ func (c *Client) Stop(ctx context.Context) error {
 	defer context.AfterFunc(ctx, rs.abort)()
 	rs.stopFetch()
 	waitCtx(ctx, &rs.fetchers)
+	// Claimed messages no worker has started (prefetched, or waiting for a
+	// worker) go back to the queue at once rather than after the running
+	// handlers; a claim that ends after this hands its messages back itself
+	// (the executor refuses them once closed).
+	hctx, cancelHand := ctx, context.CancelFunc(func() {})
+	if ctx.Err() != nil {
+		hctx, cancelHand = context.WithTimeout(context.WithoutCancel(ctx), stopBestEffort)
+	}
+	for _, r := range rs.runs {
+		r.handBack(hctx, time.Now(), ErrClientStopped)
+	}
+	cancelHand()
 	running := 0
 	for _, r := range rs.runs {
 		r.exec.Close()
@@ -242,7 +256,8 @@ type ConsumerStats struct {
 	// another consumer. A stuck handler keeps its worker until it returns.
 	Stuck int
 	// Held counts deliveries the consumer holds: running, waiting for a
-	// worker, or handled with the outcome not yet written. At most Workers.
+	// worker, or handled with the outcome not yet written. At most
+	// Workers + Prefetch (Workers × BatchSize with a batch handler).
 	Held int
 }
 

@@ -69,6 +69,10 @@ type Consumer struct {
 	// BatchSize (batch_size), when not 0, makes Handler a batch handler
 	// receiving up to BatchSize messages per call.
 	BatchSize int
+	// Prefetch (prefetch) is pgflow.ConsumerConfig.Prefetch: how many
+	// messages beyond Workers the consumer may claim ahead of free workers;
+	// 0 when unset. Not with BatchSize.
+	Prefetch int
 }
 
 // Handlers maps the names used in consumer entries' handler key to handlers.
@@ -324,7 +328,7 @@ func (l *loader) queue(name, path string, k, v *yaml.Node, d envDefaults, consum
 		c.RetryDelay = durationPtr(*d.retryDelayMs)
 	}
 	var sawQueue, sawHandler bool
-	handlerLine := 0
+	handlerLine, prefetchLine := 0, 0
 	l.each(v, path, func(key string, kn, vn *yaml.Node) {
 		p := join(path, key)
 		switch key {
@@ -395,6 +399,18 @@ func (l *loader) queue(name, path string, k, v *yaml.Node, d envDefaults, consum
 					c.BatchSize = n
 				}
 			}
+		case "prefetch":
+			if !consumer {
+				l.add(p, kn.Line, "unknown key: prefetch is only for consumers")
+				return
+			}
+			if n, ok := l.integer(vn, p); ok {
+				if n < 0 || n > 10000 {
+					l.add(p, vn.Line, "must be 0-10000, got %d", n)
+				} else {
+					c.Prefetch, prefetchLine = n, vn.Line
+				}
+			}
 		case "lease_timeout_ms", "timeout_ms":
 			if !consumer {
 				l.add(p, kn.Line, "unknown key: %s is only for consumers", key)
@@ -439,13 +455,16 @@ func (l *loader) queue(name, path string, k, v *yaml.Node, d envDefaults, consum
 		default:
 			known := "queue_name, workers, max_retries, retry_delay_ms, priority"
 			if consumer {
-				known += ", handler, batch_size, lease_timeout_ms, timeout_ms, expiry, dlq_retention, topics"
+				known += ", handler, batch_size, prefetch, lease_timeout_ms, timeout_ms, expiry, dlq_retention, topics"
 			}
 			l.add(p, kn.Line, "unknown key (want %s)", known)
 		}
 	})
 	if !sawQueue {
 		l.add(join(path, "queue_name"), k.Line, "missing")
+	}
+	if c.BatchSize > 0 && c.Prefetch > 0 {
+		l.add(join(path, "prefetch"), prefetchLine, "is for handlers of one message at a time; a batch handler claims ahead through batch_size")
 	}
 	if consumer && !sawHandler {
 		l.add(join(path, "handler"), k.Line, "missing: name the Go handler for this queue")

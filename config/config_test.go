@@ -44,6 +44,7 @@ consumers:
     priority: normal
     lease_timeout_ms: 300000
     timeout_ms: 90000
+    prefetch: 6
     expiry: 15m
     dlq_retention: 7d
 `
@@ -70,7 +71,7 @@ func TestParseValid(t *testing.T) {
 	want := pgflow.QueueConfig{Name: "in_queue", MaxRetries: pgflow.Set(5), RetryDelay: pgflow.Set(250 * time.Millisecond),
 		LeaseTimeout: pgflow.Set(5 * time.Minute), Priority: pgflow.Set(normal),
 		Expiry: pgflow.Set(15 * time.Minute), DLQRetention: pgflow.Set(7 * 24 * time.Hour)}
-	if cc.Queue != "in_queue" || cc.Workers != 3 || cc.Timeout != 90*time.Second || cc.Declare == nil || *cc.Declare != want {
+	if cc.Queue != "in_queue" || cc.Workers != 3 || cc.Prefetch != 6 || cc.Timeout != 90*time.Second || cc.Declare == nil || *cc.Declare != want {
 		t.Fatalf("consumer config %+v, declare %+v", cc, cc.Declare)
 	}
 	pc := p.ProducerConfig()
@@ -148,7 +149,7 @@ func TestProblems(t *testing.T) {
 		{"unknown entry key", head + "producers:\n  p:\n    queue_name: q\n    worker: 2\n", nil,
 			`f.yaml: line 5: producers.p.worker: unknown key (want queue_name, workers, max_retries, retry_delay_ms, priority)`},
 		{"unknown consumer key", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_a\n    lease_ms: 5\n", nil,
-			`f.yaml: line 6: consumers.c.lease_ms: unknown key (want queue_name, workers, max_retries, retry_delay_ms, priority, handler, batch_size, lease_timeout_ms, timeout_ms, expiry, dlq_retention, topics)`},
+			`f.yaml: line 6: consumers.c.lease_ms: unknown key (want queue_name, workers, max_retries, retry_delay_ms, priority, handler, batch_size, prefetch, lease_timeout_ms, timeout_ms, expiry, dlq_retention, topics)`},
 		{"expiry on a producer", head + "producers:\n  p:\n    queue_name: q\n    expiry: 5m\n", nil,
 			`f.yaml: line 5: producers.p.expiry: unknown key: expiry is only for consumers`},
 		{"retention without unit", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_a\n    dlq_retention: 604800000\n", nil,
@@ -191,6 +192,14 @@ func TestProblems(t *testing.T) {
 			`f.yaml: line 6: consumers.c.handler: handler "handle_a" handles one message at a time; batch_size needs a batch handler (registered: handle_batch)`},
 		{"unregistered batch handler", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_x\n    batch_size: 50\n", nil,
 			`f.yaml: line 5: consumers.c.handler: batch handler "handle_x" is not registered (registered: handle_batch)`},
+		{"prefetch on a producer", head + "producers:\n  p:\n    queue_name: q\n    prefetch: 10\n", nil,
+			`f.yaml: line 5: producers.p.prefetch: unknown key: prefetch is only for consumers`},
+		{"prefetch negative", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_a\n    prefetch: -1\n", nil,
+			`f.yaml: line 6: consumers.c.prefetch: must be 0-10000, got -1`},
+		{"prefetch absurd", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_a\n    prefetch: 1000000\n", nil,
+			`f.yaml: line 6: consumers.c.prefetch: must be 0-10000, got 1000000`},
+		{"prefetch with batch size", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_batch\n    batch_size: 50\n    prefetch: 10\n", nil,
+			`f.yaml: line 7: consumers.c.prefetch: is for handlers of one message at a time; a batch handler claims ahead through batch_size`},
 		{"handler on producer", head + "producers:\n  p:\n    queue_name: q\n    handler: handle_a\n", nil,
 			`f.yaml: line 5: producers.p.handler: unknown key: handler is only for consumers`},
 		{"handler_method", head + "consumers:\n  c:\n    queue_name: q\n    handler: handle_a\n    handler_method: x\n", nil,

@@ -44,6 +44,11 @@
 //	  batch_size       makes handler a batch handler (BatchHandlers) that
 //	                   receives up to this many messages per call (1-10000);
 //	                   workers is then the number of calls running at once
+//	  prefetch         messages claimed ahead of free workers (0-10000,
+//	                   default 0), so that cheap handlers drain a backlog
+//	                   with fewer claims; a prefetched message holds its
+//	                   lease while it waits and is handed back after half
+//	                   the lease. Not with batch_size
 //	  max_retries      the queue's retries before the dead-letter queue
 //	  retry_delay_ms   the queue's first retry delay, doubled for each further retry
 //	  priority         the queue's default message priority

@@ -18,7 +18,7 @@ import (
 // a setting the entry leaves out keeps the queue's stored value, and a new
 // queue gets the defaults. An entry that sets none does not declare.
 func (c Consumer) ConsumerConfig(h pgflow.Handler) pgflow.ConsumerConfig {
-	cc := pgflow.ConsumerConfig{Queue: c.QueueName, Workers: c.Workers, Handler: h, Timeout: c.Timeout}
+	cc := pgflow.ConsumerConfig{Queue: c.QueueName, Workers: c.Workers, Prefetch: c.Prefetch, Handler: h, Timeout: c.Timeout}
 	cc.Declare = c.declare()
 	return cc
 }

@@ -155,6 +155,7 @@ func init() {
 	f.IntVar(&c.Batch, "batch", c.Batch, "W1: PublishBatch size")
 	f.StringVar(&benchWorkers, "workers", "10,100", "W1: consumer worker counts, comma-separated")
 	f.IntVar(&c.MaxBatch, "max-batch", 0, "the consumers' MaxBatch, the most messages one claim takes (0: pgflow's default)")
+	f.IntVar(&c.Prefetch, "prefetch", 0, "the consumers' Prefetch, messages claimed ahead of free workers (handlers of one message only; ignored with --batch-size)")
 	f.IntVar(&c.BatchSize, "batch-size", 0, "W1: drain with a batch handler receiving up to this many messages per call (0: a handler per message); --workers then counts calls running at once")
 	f.DurationVar(&benchDuration, "duration", benchDuration, "W2-W5: duration of each (overrides the per-workload flags)")
 	f.IntVar(&benchRate, "rate", 0, "W3 and W5: messages/s (overrides --w3-rate and --w5-rate)")

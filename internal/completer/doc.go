@@ -9,7 +9,7 @@
 // claim takes them (TakeAcks) and writes them in the claim's transaction,
 // or, if no claim has taken them within AckPace of the first one queued,
 // until the completer's goroutine writes them. A consumer's claims wait for
-// its acknowledgements (it holds at most Workers deliveries), so while it
+// its acknowledgements (it holds at most Workers + Prefetch deliveries), so while it
 // drains a backlog each claim carries the acknowledgements of the last one:
 // one round trip instead of a claim and the writes it waits for. Under a
 // trickle, the acknowledgements of one pace share a transaction. A claim

@@ -38,6 +38,20 @@
 // a task whose lease the database no longer grants is cancelled with cause
 // Config.LeaseLostCause.
 //
+// # Taking back
+//
+// Capacity may exceed Workers (a consumer's prefetch): tasks then wait for
+// a worker, and the heartbeat extends their leases like running ones.
+// TakeBack removes the tasks that have waited since a given moment and no
+// worker has started, cancelling them, for the owner to hand back to the
+// queue; the worker that later reaches one skips it and reports it with
+// Outcome.TakenBack, so the owner can free its slot once both that has
+// happened and the hand-back is written. A waiting task whose lease is
+// lost is cancelled like a running one and skipped: it never runs. So is
+// one whose Task.LeaseUntil has passed by the local clock when a worker
+// reaches it: no heartbeat could extend its lease (the database
+// unreachable), so another consumer may already have it.
+//
 // # Stopping
 //
 // Close lets the workers finish what was submitted and end; Wait waits for

@@ -16,12 +16,23 @@ type Task[T any] struct {
 	ID    int64
 	Token int64
 	Msg   T
+	// LeaseUntil, when set, is when the delivery's lease runs out by the
+	// local clock, at the latest: set by the owner from the moment it sent
+	// the claim, moved on by each heartbeat that extends the lease (from
+	// the moment it sent the extension; Config.Lease). A task not started
+	// by then is skipped as lease lost. Guarded by Executor.mu once
+	// submitted.
+	LeaseUntil time.Time
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
+	queued time.Time // when it was submitted
 	start  time.Time // zero until a worker starts it (guarded by Executor.mu)
 	stuck  bool      // guarded by Executor.mu
 	done   bool      // guarded by Executor.mu
+	// takenBack: TakeBack took it before a worker started it (guarded by
+	// Executor.mu).
+	takenBack bool
 	// batch is the batch run the task belongs to once started (batch mode;
 	// guarded by Executor.mu), gone counts it cancelled in that run.
 	batch *batchRun
@@ -50,6 +61,9 @@ type Outcome struct {
 	Cancelled bool
 	// Skipped: the task never ran (cancelled before a worker took it).
 	Skipped bool
+	// TakenBack: TakeBack took the task before it ran (Skipped and
+	// Cancelled are set too); the owner hands it back itself.
+	TakenBack bool
 }
 
 // Config configures an Executor.
@@ -75,6 +89,9 @@ type Config[T any] struct {
 	Done func(t *Task[T], o Outcome)
 	// Stuck is called once per task that became stuck.
 	Stuck func(t *Task[T])
+	// Lease, if set, is the lease a heartbeat's extension grants: each
+	// extended task's LeaseUntil moves to the beat's start plus Lease().
+	Lease func() time.Duration
 }
 
 // Executor runs tasks. Safe for concurrent use.
@@ -155,6 +172,7 @@ func (e *Executor[T]) Submit(t *Task[T]) bool {
 		return false
 	}
 	t.ctx, t.cancel = context.WithCancelCause(e.parent)
+	t.queued = time.Now()
 	e.inflight[t.ID] = t
 	e.queue <- t
 	return true
@@ -172,8 +190,10 @@ func (e *Executor[T]) SubmitBatch(ts []*Task[T]) bool {
 	if e.closed {
 		return false
 	}
+	now := time.Now()
 	for _, t := range ts {
 		t.ctx, t.cancel = context.WithCancelCause(e.parent)
+		t.queued = now
 		e.inflight[t.ID] = t
 	}
 	e.chunks <- slices.Clone(ts)
@@ -193,15 +213,29 @@ func (e *Executor[T]) cancelLocked(t *Task[T], cause error) {
 	}
 }
 
+// skipLocked reports whether t must not start: taken back (CancelAll,
+// TakeBack), or its lease lost (the heartbeat) or run out by the local
+// clock (LeaseUntil) before a worker reached it. If so it is done, and its
+// outcome is the one to report. Callers hold e.mu.
+func (e *Executor[T]) skipLocked(t *Task[T], now time.Time) (Outcome, bool) {
+	if t.ctx.Err() == nil && !t.LeaseUntil.IsZero() && !now.Before(t.LeaseUntil) {
+		e.cancelLocked(t, e.cfg.LeaseLostCause)
+	}
+	if t.ctx.Err() == nil {
+		return Outcome{}, false
+	}
+	delete(e.inflight, t.ID)
+	t.done = true
+	lost := e.cfg.LeaseLostCause != nil && errors.Is(context.Cause(t.ctx), e.cfg.LeaseLostCause)
+	return Outcome{Skipped: true, Cancelled: !lost, LeaseLost: lost, TakenBack: t.takenBack}, true
+}
+
 func (e *Executor[T]) run(w *worker[T], t *Task[T]) {
 	e.mu.Lock()
-	if t.ctx.Err() != nil {
-		// Taken back (CancelAll) before it started.
-		delete(e.inflight, t.ID)
-		t.done = true
+	if o, skip := e.skipLocked(t, time.Now()); skip {
 		e.mu.Unlock()
 		t.cancel(nil)
-		e.cfg.Done(t, Outcome{Skipped: true, Cancelled: true})
+		e.cfg.Done(t, o)
 		return
 	}
 	t.start = time.Now()
@@ -251,12 +285,12 @@ func (e *Executor[T]) runBatch(w *worker[T], ts []*Task[T]) {
 	b.ctx, b.cancel = context.WithCancelCause(e.parent)
 	live := make([]*Task[T], 0, len(ts))
 	var skipped []*Task[T]
+	var skips []Outcome
 	e.mu.Lock()
 	for _, t := range ts {
-		if t.ctx.Err() != nil {
-			delete(e.inflight, t.ID)
-			t.done = true
+		if o, skip := e.skipLocked(t, now); skip {
 			skipped = append(skipped, t)
+			skips = append(skips, o)
 			continue
 		}
 		t.start, t.batch = now, b
@@ -264,9 +298,9 @@ func (e *Executor[T]) runBatch(w *worker[T], ts []*Task[T]) {
 	}
 	b.n = len(live)
 	e.mu.Unlock()
-	for _, t := range skipped {
+	for i, t := range skipped {
 		t.cancel(nil)
-		e.cfg.Done(t, Outcome{Skipped: true, Cancelled: true})
+		e.cfg.Done(t, skips[i])
 	}
 	if len(live) == 0 {
 		b.cancel(nil)
@@ -403,6 +437,26 @@ func (e *Executor[T]) CancelAll(cause error) []*Task[T] {
 	return out
 }
 
+// TakeBack takes back every task submitted at or before queuedBefore that no
+// worker has started, with cause, and returns them for the owner to hand
+// back. They leave the heartbeat's leases at once; a worker that reaches
+// one skips it and reports it with Outcome.TakenBack.
+func (e *Executor[T]) TakeBack(queuedBefore time.Time, cause error) []*Task[T] {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []*Task[T]
+	for id, t := range e.inflight {
+		if !t.start.IsZero() || t.queued.After(queuedBefore) || t.ctx.Err() != nil {
+			continue
+		}
+		t.takenBack = true
+		t.cancel(cause)
+		delete(e.inflight, id)
+		out = append(out, t)
+	}
+	return out
+}
+
 // Stats counts the tasks running (stuck ones included) and stuck.
 func (e *Executor[T]) Stats() (running, stuck int) {
 	e.mu.Lock()
@@ -465,28 +519,46 @@ func (e *Executor[T]) Heartbeat(ctx context.Context, period func() time.Duration
 	}
 }
 
-// Beat runs one heartbeat.
-func (e *Executor[T]) Beat(ctx context.Context, extend ExtendFunc, onErr func(error)) {
-	ids, tokens := e.Leases(time.Now())
+// Beat runs one heartbeat and returns how many tasks it found had lost
+// their lease (and cancelled).
+func (e *Executor[T]) Beat(ctx context.Context, extend ExtendFunc, onErr func(error)) (lost int) {
+	began := time.Now()
+	ids, tokens := e.Leases(began)
 	if len(ids) == 0 {
-		return
+		return 0
 	}
 	kept, err := extend(ctx, ids, tokens)
 	if err != nil {
 		if ctx.Err() == nil && onErr != nil {
 			onErr(err)
 		}
-		return
+		return 0
 	}
 	held := make(map[int64]bool, len(kept))
 	for _, id := range kept {
 		held[id] = true
 	}
+	var until time.Time
+	if e.cfg.Lease != nil {
+		until = began.Add(e.cfg.Lease())
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for i, id := range ids {
-		if t, ok := e.inflight[id]; ok && !held[id] && t.Token == tokens[i] {
+		t, ok := e.inflight[id]
+		if !ok || t.Token != tokens[i] {
+			continue
+		}
+		if held[id] {
+			if !t.LeaseUntil.IsZero() && until.After(t.LeaseUntil) {
+				t.LeaseUntil = until
+			}
+			continue
+		}
+		if t.ctx.Err() == nil {
 			e.cancelLocked(t, e.cfg.LeaseLostCause)
+			lost++
 		}
 	}
+	return lost
 }

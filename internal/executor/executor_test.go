@@ -213,3 +213,116 @@ func BenchmarkRun(b *testing.B) {
 		})
 	}
 }
+
+// TakeBack takes only tasks no worker has started and that were queued by
+// the given moment; the worker that reaches one skips it and reports it as
+// taken back, and it is no longer among the leases to extend.
+func TestTakeBackTakesOnlyWaitingTasks(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan string, 4)
+	results := make(chan result, 4)
+	e := New(context.Background(), Config[string]{
+		Workers: 1, Capacity: 3,
+		Handle: func(ctx context.Context, msg string) error {
+			started <- msg
+			<-release
+			return nil
+		},
+		Done: func(t *Task[string], o Outcome) { results <- result{t, o} },
+	})
+	t.Cleanup(func() {
+		e.Close()
+		e.Wait(context.Background())
+	})
+	e.Submit(&Task[string]{ID: 1, Token: 11, Msg: "running"})
+	if m := await(t, started); m != "running" {
+		t.Fatalf("started %q", m)
+	}
+	e.Submit(&Task[string]{ID: 2, Token: 12, Msg: "waiting"})
+	cutoff := time.Now()
+	for !time.Now().After(cutoff) {
+		// The next task is queued strictly after cutoff.
+	}
+	e.Submit(&Task[string]{ID: 3, Token: 13, Msg: "later"})
+	got := e.TakeBack(cutoff, errStopped)
+	if len(got) != 1 || got[0].ID != 2 {
+		t.Fatalf("took back %v, want task 2 only", got)
+	}
+	if again := e.TakeBack(time.Now(), errStopped); len(again) != 1 || again[0].ID != 3 {
+		t.Fatalf("second take-back %v, want task 3 only (task 1 runs, task 2 is gone)", again)
+	}
+	if ids, _ := e.Leases(time.Now()); len(ids) != 1 || ids[0] != 1 {
+		t.Fatalf("leases %v, want only the running task", ids)
+	}
+	close(release)
+	outcomes := map[int64]Outcome{}
+	for range 3 {
+		r := await(t, results)
+		outcomes[r.t.ID] = r.o
+	}
+	if o := outcomes[1]; o.Skipped || o.TakenBack || o.Err != nil {
+		t.Fatalf("running task's outcome %+v", o)
+	}
+	for _, id := range []int64{2, 3} {
+		if o := outcomes[id]; !o.Skipped || !o.TakenBack || !o.Cancelled {
+			t.Fatalf("task %d's outcome %+v, want skipped and taken back", id, o)
+		}
+	}
+	select {
+	case m := <-started:
+		t.Fatalf("a taken-back task ran: %q", m)
+	default:
+	}
+}
+
+// A task whose lease has run out by the local clock before a worker
+// reaches it (no heartbeat extended it) is skipped as lease lost; a
+// heartbeat's extension moves the deadline on.
+func TestTaskPastItsLeaseIsSkipped(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan string, 4)
+	results := make(chan result, 4)
+	e := New(context.Background(), Config[string]{
+		Workers: 1, Capacity: 3, LeaseLostCause: errLost,
+		Lease: func() time.Duration { return time.Hour },
+		Handle: func(ctx context.Context, msg string) error {
+			started <- msg
+			if msg == "running" {
+				<-release
+			}
+			return nil
+		},
+		Done: func(t *Task[string], o Outcome) { results <- result{t, o} },
+	})
+	t.Cleanup(func() {
+		e.Close()
+		e.Wait(context.Background())
+	})
+	e.Submit(&Task[string]{ID: 1, Token: 11, Msg: "running"})
+	await(t, started)
+	past := time.Now().Add(-time.Millisecond)
+	e.Submit(&Task[string]{ID: 3, Token: 13, Msg: "extended", LeaseUntil: past})
+	// A heartbeat extends every lease it is asked to: task 3's deadline
+	// moves on. Task 2, submitted after it, has none but its own.
+	if lost := e.Beat(context.Background(), func(ctx context.Context, ids, tokens []int64) ([]int64, error) {
+		return ids, nil
+	}, nil); lost != 0 {
+		t.Fatalf("beat lost %d", lost)
+	}
+	e.Submit(&Task[string]{ID: 2, Token: 12, Msg: "expired", LeaseUntil: past})
+	close(release)
+	outcomes := map[int64]Outcome{}
+	for range 3 {
+		r := await(t, results)
+		outcomes[r.t.ID] = r.o
+	}
+	if o := outcomes[2]; !o.Skipped || !o.LeaseLost {
+		t.Fatalf("expired task's outcome %+v, want skipped, lease lost", o)
+	}
+	if o := outcomes[3]; o.Skipped || o.Err != nil {
+		t.Fatalf("extended task's outcome %+v, want run", o)
+	}
+	if m := await(t, started); m != "extended" {
+		t.Fatalf("started %q", m)
+	}
+}

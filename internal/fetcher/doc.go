@@ -2,13 +2,22 @@
 //
 // # Slots
 //
-// A consumer has Workers slots. The fetcher takes a slot for every message
-// it claims, and the owner gives it back only once the delivery's outcome is
-// written (acknowledged, failed, released) or known to need no write (the
-// lease was lost). So the messages a consumer holds, running or handled but
-// not yet acknowledged, never exceed Workers: claiming waits for running
-// handlers and for acknowledgements alike, and a process killed at any point
-// leaves at most Workers deliveries to be repeated.
+// A consumer has Workers + Prefetch slots (Workers × BatchSize with a
+// batch handler). The fetcher takes a slot for every message it claims,
+// and the owner gives it back only once the delivery's outcome is written
+// (acknowledged, failed, released) or known to need no write (the lease
+// was lost). So the messages a consumer holds, running, waiting for a
+// worker (prefetched) or handled but not yet acknowledged, never exceed
+// Workers + Prefetch: claiming waits for running handlers and for
+// acknowledgements alike, and a process killed at any point leaves at most
+// Workers + Prefetch deliveries to be repeated. With Prefetch 0 a message
+// is claimed only for a free worker.
+//
+// A prefetched message handed back before a worker started it (it waited
+// too long, or the consumer stops) keeps its slot until the release is
+// written and the worker that reaches it in the executor's queue has
+// skipped it: the consumer never claims in its place while it is still
+// leased, nor, while every worker is busy, claims it again at once.
 //
 // A slot whose delivery is handled and whose outcome waits to be written is
 // ready (Config.Ready): the fetcher counts it as free, and the claim writes

@@ -62,6 +62,9 @@ type Config struct {
 	BatchSize int
 	// MaxBatch, when above 0, is the consumers' ConsumerConfig.MaxBatch.
 	MaxBatch int
+	// Prefetch is the consumers' ConsumerConfig.Prefetch (handlers of one
+	// message: W1 without BatchSize, W3-W5).
+	Prefetch int
 	// W2
 	W2Goroutines int
 	W2Dur        time.Duration
@@ -431,6 +434,8 @@ func (r *Runner) clients(ctx context.Context, workers, batchSize int, rec *recor
 		}
 		if batchSize > 0 {
 			cc.Handler, cc.BatchHandler, cc.BatchSize = nil, rec.batchHandler, batchSize
+		} else {
+			cc.Prefetch = r.cfg.Prefetch
 		}
 		if err := cons.Consume(cc); err != nil {
 			return nil, nil, err

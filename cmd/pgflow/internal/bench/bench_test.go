@@ -121,7 +121,23 @@ func TestRunSmoke(t *testing.T) {
 			t.Errorf("%s: lines %v, want one meta, run and summary", w, kinds)
 		}
 	}
-	// W1 drained by a batch handler: every message handled once.
+	// W1 drained with prefetch: every message handled once.
+	cfg.Prefetch = 8
+	var pout bytes.Buffer
+	if err := Run(context.Background(), cfg, "w1", &pout); err != nil {
+		t.Fatalf("w1 with prefetch: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(pout.String()), "\n") {
+		var o map[string]any
+		if err := json.Unmarshal([]byte(line), &o); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+		if o["type"] == "run" && (o["handler_invocations"] != float64(300) || o["prefetch"] != float64(8)) {
+			t.Errorf("w1 with prefetch: run %v", o)
+		}
+	}
+	// W1 drained by a batch handler (no prefetch): every message handled
+	// once.
 	cfg.BatchSize = 50
 	var out bytes.Buffer
 	if err := Run(context.Background(), cfg, "w1", &out); err != nil {

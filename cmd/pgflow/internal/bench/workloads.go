@@ -68,6 +68,7 @@ func (r *Runner) runW1(ctx context.Context, rep, w int) (map[string]any, error) 
 	run := map[string]any{
 		"type": "run", "workload": "W1", "system": "pgflow", "rep": rep, "max_workers": w, "n": r.cfg.N, "batch": r.cfg.Batch,
 		"batch_size":          r.cfg.BatchSize,
+		"prefetch":            r.prefetch(r.cfg.BatchSize),
 		"enqueue_s":           round2(enqDur.Seconds()),
 		"enqueue_msgs_per_s":  round2(n / enqDur.Seconds()),
 		"drain_s":             round2(drainDur.Seconds()),
@@ -98,9 +99,17 @@ func (r *Runner) repeat(ctx context.Context, workload string, params map[string]
 	return nil
 }
 
+// prefetch is the consumers' Prefetch: none with a batch handler.
+func (r *Runner) prefetch(batchSize int) int {
+	if batchSize > 0 {
+		return 0
+	}
+	return r.cfg.Prefetch
+}
+
 func (r *Runner) doW1(ctx context.Context) error {
 	for _, w := range r.cfg.Workers {
-		params := map[string]any{"max_workers": w, "n": r.cfg.N, "batch": r.cfg.Batch, "batch_size": r.cfg.BatchSize}
+		params := map[string]any{"max_workers": w, "n": r.cfg.N, "batch": r.cfg.Batch, "batch_size": r.cfg.BatchSize, "prefetch": r.prefetch(r.cfg.BatchSize)}
 		runW1 := func(ctx context.Context, rep int) (map[string]any, error) { return r.runW1(ctx, rep, w) }
 		if err := r.repeat(ctx, "W1", params, runW1,
 			"enqueue_msgs_per_s", "drain_msgs_per_s", "drain_s", "handled_msgs_per_s"); err != nil {
@@ -258,7 +267,7 @@ func (r *Runner) runW3(ctx context.Context, rep int) (map[string]any, error) {
 	measured := lats.count()
 	run := map[string]any{
 		"type": "run", "workload": "W3", "system": "pgflow", "rep": rep, "rate_target": r.cfg.W3Rate,
-		"duration_s": r.cfg.W3Dur.Seconds(), "max_workers": r.cfg.W3Workers, "inserters": r.cfg.W3Inserters,
+		"duration_s": r.cfg.W3Dur.Seconds(), "max_workers": r.cfg.W3Workers, "prefetch": r.cfg.Prefetch, "inserters": r.cfg.W3Inserters,
 		"jobs": total, "measured": measured, "missing": int64(total) - measured, "insert_errors": insErrs.Load(),
 		"achieved_rate":       round2(float64(total) / prodDur.Seconds()),
 		"max_schedule_lag_ms": msRound(float64(maxLag) / 1e6),
@@ -279,7 +288,7 @@ func (r *Runner) runW3(ctx context.Context, rep int) (map[string]any, error) {
 }
 
 func (r *Runner) doW3(ctx context.Context) error {
-	return r.repeat(ctx, "W3", map[string]any{"rate": r.cfg.W3Rate, "max_workers": r.cfg.W3Workers}, r.runW3,
+	return r.repeat(ctx, "W3", map[string]any{"rate": r.cfg.W3Rate, "max_workers": r.cfg.W3Workers, "prefetch": r.cfg.Prefetch}, r.runW3,
 		"p50_ms", "p95_ms", "p99_ms", "max_ms", "max_ms_excl_last_1s", "mean_ms", "achieved_rate")
 }
 
