@@ -224,7 +224,7 @@ func (e *Executor[T]) skipLocked(t *Task[T], now time.Time) (Outcome, bool) {
 	if t.ctx.Err() == nil {
 		return Outcome{}, false
 	}
-	delete(e.inflight, t.ID)
+	e.forgetLocked(t)
 	t.done = true
 	lost := e.cfg.LeaseLostCause != nil && errors.Is(context.Cause(t.ctx), e.cfg.LeaseLostCause)
 	return Outcome{Skipped: true, Cancelled: !lost, LeaseLost: lost, TakenBack: t.takenBack}, true
@@ -269,7 +269,7 @@ func (e *Executor[T]) run(w *worker[T], t *Task[T]) {
 	}
 	o.Err = err
 	e.mu.Lock()
-	delete(e.inflight, t.ID)
+	e.forgetLocked(t)
 	t.done = true
 	e.mu.Unlock()
 	t.cancel(nil)
@@ -323,7 +323,7 @@ func (e *Executor[T]) runBatch(w *worker[T], ts []*Task[T]) {
 	timedOut := e.cfg.TimeoutCause != nil && errors.Is(context.Cause(b.ctx), e.cfg.TimeoutCause)
 	e.mu.Lock()
 	for _, t := range live {
-		delete(e.inflight, t.ID)
+		e.forgetLocked(t)
 		t.done = true
 	}
 	e.mu.Unlock()
@@ -422,6 +422,16 @@ func (e *Executor[T]) Wait(ctx context.Context) int {
 	}
 	running, _ := e.Stats()
 	return running
+}
+
+// forgetLocked removes t from the tasks in flight, unless its id now
+// belongs to a later delivery of the same message: a task taken back or
+// taken over while it waited in the queue may be claimed and submitted
+// again before a worker reaches the old one. Callers hold e.mu.
+func (e *Executor[T]) forgetLocked(t *Task[T]) {
+	if e.inflight[t.ID] == t {
+		delete(e.inflight, t.ID)
+	}
 }
 
 // CancelAll cancels every task not finished with cause and returns them.

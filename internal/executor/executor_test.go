@@ -326,3 +326,64 @@ func TestTaskPastItsLeaseIsSkipped(t *testing.T) {
 		t.Fatalf("started %q", m)
 	}
 }
+
+// A message handed back while its task waits can be claimed again and
+// submitted under the same id before a worker reaches the old task; the
+// old task's skip must leave the new delivery in flight (its lease
+// extended by the heartbeat), and only the new delivery runs.
+func TestRedeliveryOfAWaitingTaskStaysInFlight(t *testing.T) {
+	release, hold := make(chan struct{}), make(chan struct{})
+	var unhold sync.Once
+	started := make(chan string, 4)
+	results := make(chan result, 4)
+	e := New(context.Background(), Config[string]{
+		Workers: 1, Capacity: 3,
+		Handle: func(ctx context.Context, msg string) error {
+			started <- msg
+			if msg == "blocker" {
+				<-release
+			} else {
+				<-hold
+			}
+			return nil
+		},
+		Done: func(t *Task[string], o Outcome) { results <- result{t, o} },
+	})
+	t.Cleanup(func() {
+		unhold.Do(func() { close(hold) })
+		e.Close()
+		e.Wait(context.Background())
+	})
+	e.Submit(&Task[string]{ID: 1, Token: 11, Msg: "blocker"})
+	if m := await(t, started); m != "blocker" {
+		t.Fatalf("started %q", m)
+	}
+	old := &Task[string]{ID: 2, Token: 21, Msg: "first delivery"}
+	e.Submit(old)
+	if got := e.TakeBack(time.Now(), errStopped); len(got) != 1 || got[0] != old {
+		t.Fatalf("took back %v, want the waiting task", got)
+	}
+	// Claimed again: the same message id, a new token.
+	e.Submit(&Task[string]{ID: 2, Token: 22, Msg: "second delivery"})
+	close(release)
+	if m := await(t, started); m != "second delivery" {
+		t.Fatalf("started %q, want the second delivery", m)
+	}
+	// The old task was skipped on the way; the running delivery is still
+	// in flight with its own token.
+	if ids, tokens := e.Leases(time.Now()); len(ids) != 1 || ids[0] != 2 || tokens[0] != 22 {
+		t.Fatalf("leases %v %v, want the second delivery's (2, 22)", ids, tokens)
+	}
+	unhold.Do(func() { close(hold) })
+	outcomes := map[string]Outcome{}
+	for range 3 {
+		r := await(t, results)
+		outcomes[r.t.Msg] = r.o
+	}
+	if o := outcomes["first delivery"]; !o.Skipped || !o.TakenBack {
+		t.Fatalf("first delivery's outcome %+v, want skipped and taken back", o)
+	}
+	if o := outcomes["second delivery"]; o.Skipped || o.Err != nil {
+		t.Fatalf("second delivery's outcome %+v, want it run", o)
+	}
+}
