@@ -392,24 +392,16 @@ func (l *loader) queue(name, path string, k, v *yaml.Node, d envDefaults, consum
 				l.add(p, kn.Line, "unknown key: batch_size is only for consumers")
 				return
 			}
-			if n, ok := l.integer(vn, p); ok {
-				if n < 1 || n > 10000 {
-					l.add(p, vn.Line, "must be 1-10000, got %d", n)
-				} else {
-					c.BatchSize = n
-				}
+			if n, ok := l.integerIn(vn, p, 1, 10000); ok {
+				c.BatchSize = n
 			}
 		case "prefetch":
 			if !consumer {
 				l.add(p, kn.Line, "unknown key: prefetch is only for consumers")
 				return
 			}
-			if n, ok := l.integer(vn, p); ok {
-				if n < 0 || n > 10000 {
-					l.add(p, vn.Line, "must be 0-10000, got %d", n)
-				} else {
-					c.Prefetch, prefetchLine = n, vn.Line
-				}
+			if n, ok := l.integerIn(vn, p, 0, 10000); ok {
+				c.Prefetch, prefetchLine = n, vn.Line
 			}
 		case "lease_timeout_ms", "timeout_ms":
 			if !consumer {
@@ -564,6 +556,16 @@ func (l *loader) str(v *yaml.Node, path string) (string, bool) {
 		return "", false
 	}
 	return l.scalar(v, path, "a string")
+}
+
+// integerIn is integer within [lo, hi]; a number outside is a problem.
+func (l *loader) integerIn(v *yaml.Node, path string, lo, hi int) (int, bool) {
+	n, ok := l.integer(v, path)
+	if ok && (n < lo || n > hi) {
+		l.add(path, v.Line, "must be %d-%d, got %d", lo, hi, n)
+		return 0, false
+	}
+	return n, ok
 }
 
 func (l *loader) integer(v *yaml.Node, path string) (int, bool) {
