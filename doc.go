@@ -197,7 +197,7 @@
 // rescuer of any other started consumer takes the dead consumer's messages
 // back, each counted as an expired lease would be (EventLeaseExpired, and
 // one EventConsumerGone per consumer): within seconds of the kill (1 s, the
-// rescuer's tick and the statements' latency; 1.5-1.7 s measured, 2-4 s on
+// rescuer's tick and the statements' latency; 1.0 s measured on a quiet machine, 2-4 s on
 // an overloaded machine) rather than at the end of the lease. A live client keeps its leases while
 // either holds: a late heartbeat (a starved pool, a pause) with the session
 // up, or a dropped session with heartbeats going on while it reconnects.
