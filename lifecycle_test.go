@@ -120,16 +120,10 @@ func TestHeartbeatKeepsLongHandlerLease(t *testing.T) {
 	// The test watches through a connection of its own: polling through
 	// the client's pool (one connection under PGFLOW_TEST_MAX_CONNS=1)
 	// would compete with the heartbeat it checks.
-	observer := pgflowtest.NewPoolOn(t, db, 1)
-	count := func(where string, args ...any) int {
-		var n int
-		if err := observer.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %q.pgflow_messages WHERE `, db.Schema)+where, args...).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	obs := newObserver(t, db)
+	count := obs.count
 	var first time.Time
-	if err := observer.QueryRow(ctx, fmt.Sprintf(`SELECT locked_until FROM %q.pgflow_messages WHERE id = $1`, db.Schema), id).Scan(&first); err != nil {
+	if err := obs.pool.QueryRow(ctx, fmt.Sprintf(`SELECT locked_until FROM %q.pgflow_messages WHERE id = $1`, db.Schema), id).Scan(&first); err != nil {
 		t.Fatal(err)
 	}
 	// The handler runs on until the server's clock is three leases past
