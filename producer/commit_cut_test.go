@@ -22,10 +22,13 @@ import (
 )
 
 // commitCutter is a TCP proxy in front of the test server. Armed, it passes
-// the next end of a transaction to the server (a COMMIT, or the Sync that
-// ends an executed statement's implicit transaction: a batch of one
-// statement commits so) and then cuts the connection before the server's
-// answer can reach the client: the commit happens, the client cannot know.
+// the next end of a transaction to the server (a COMMIT, or the Sync after an
+// executed statement: a statement outside a transaction block commits so),
+// holds back the server's answer, and once that answer ends with the server
+// idle again (ReadyForQuery, status I: the transaction committed) cuts the
+// connection: the commit has happened, the client cannot know. An answer
+// that leaves a transaction open (a Sync inside BEGIN) is passed on and the
+// cutter stays armed for the COMMIT.
 type commitCutter struct {
 	ln     net.Listener
 	target string
@@ -64,61 +67,108 @@ func (cc *commitCutter) accept() {
 		cc.mu.Lock()
 		cc.conns = append(cc.conns, client, server)
 		cc.mu.Unlock()
+		var ending atomic.Bool // an end of a transaction is on its way to the server
 		cc.wg.Add(2)
 		go func() {
 			defer cc.wg.Done()
-			_, _ = io.Copy(client, server)
-			client.Close()
+			defer client.Close()
+			defer server.Close()
+			cc.answer(client, server, &ending)
 		}()
 		go func() {
 			defer cc.wg.Done()
-			cc.forward(client, server)
+			defer server.Close()
+			cc.forward(client, server, &ending)
 		}()
 	}
 }
 
-// forward copies the client's messages to the server one by one: the
-// startup packet, then typed messages (a byte, a length, the body).
-func (cc *commitCutter) forward(client, server net.Conn) {
-	defer server.Close()
+// readMessage reads one typed protocol message (a byte, a length, the body).
+func readMessage(r io.Reader) ([]byte, error) {
 	var head [5]byte
-	if _, err := io.ReadFull(client, head[:4]); err != nil {
+	if _, err := io.ReadFull(r, head[:]); err != nil {
+		return nil, err
+	}
+	msg := make([]byte, 1+binary.BigEndian.Uint32(head[1:]))
+	copy(msg, head[:])
+	if _, err := io.ReadFull(r, msg[5:]); err != nil {
+		return nil, err
+	}
+	return msg, nil
+}
+
+// forward copies the client's messages to the server one by one: the
+// startup packet, then typed messages. Before passing on an end of a
+// transaction while armed it sets ending, so that answer holds back what
+// the server says to it.
+func (cc *commitCutter) forward(client, server net.Conn, ending *atomic.Bool) {
+	var head [4]byte
+	if _, err := io.ReadFull(client, head[:]); err != nil {
 		return
 	}
-	startup := make([]byte, binary.BigEndian.Uint32(head[:4])-4)
-	if _, err := io.ReadFull(client, startup); err != nil {
+	startup := make([]byte, binary.BigEndian.Uint32(head[:]))
+	copy(startup, head[:])
+	if _, err := io.ReadFull(client, startup[4:]); err != nil {
 		return
 	}
-	if _, err := server.Write(append(head[:4:4], startup...)); err != nil {
+	if _, err := server.Write(startup); err != nil {
 		return
 	}
 	executed := false // an Execute since the last Sync
 	for {
-		if _, err := io.ReadFull(client, head[:]); err != nil {
+		msg, err := readMessage(client)
+		if err != nil {
 			return
 		}
-		body := make([]byte, binary.BigEndian.Uint32(head[1:])-4)
-		if _, err := io.ReadFull(client, body); err != nil {
-			return
-		}
-		if _, err := server.Write(append(head[:], body...)); err != nil {
-			return
-		}
-		if head[0] == 'E' {
+		kind, body := msg[0], msg[5:]
+		if kind == 'E' {
 			executed = true
 		}
-		ends := head[0] == 'Q' && bytes.HasPrefix(bytes.ToLower(body), []byte("commit")) || head[0] == 'S' && executed
-		if head[0] == 'S' {
+		ends := kind == 'Q' && bytes.HasPrefix(bytes.ToLower(body), []byte("commit")) || kind == 'S' && executed
+		if kind == 'S' {
 			executed = false
 		}
-		if ends && cc.armed.CompareAndSwap(true, false) {
-			// The server has the COMMIT (and then end of input); the client
-			// gets nothing back.
-			cc.cuts.Add(1)
-			_ = server.(*net.TCPConn).CloseWrite()
-			client.Close()
+		if ends && cc.armed.Load() {
+			ending.Store(true)
+		}
+		if _, err := server.Write(msg); err != nil {
 			return
 		}
+	}
+}
+
+// answer copies the server's messages to the client. While ending, it holds
+// them back until ReadyForQuery: idle means the transaction committed, and
+// the connection is cut with nothing passed on; otherwise (still in a
+// transaction) what it held goes on to the client.
+func (cc *commitCutter) answer(client, server net.Conn, ending *atomic.Bool) {
+	var held [][]byte
+	for {
+		msg, err := readMessage(server)
+		if err != nil {
+			return
+		}
+		if !ending.Load() {
+			if _, err := client.Write(msg); err != nil {
+				return
+			}
+			continue
+		}
+		held = append(held, msg)
+		if msg[0] != 'Z' {
+			continue
+		}
+		ending.Store(false)
+		if len(msg) > 5 && msg[5] == 'I' && cc.armed.CompareAndSwap(true, false) {
+			cc.cuts.Add(1)
+			return
+		}
+		for _, m := range held {
+			if _, err := client.Write(m); err != nil {
+				return
+			}
+		}
+		held = held[:0]
 	}
 }
 
