@@ -30,8 +30,9 @@
 // With free or ready slots the fetcher claims up to min(free + ready,
 // MaxBatch) messages. A
 // backlog with only some slots free waits briefly (GatherWait) for more, so
-// claims stay large; a trickle is claimed at most every Pace, so one claim
-// takes what arrived meanwhile. Between claims from the start of the queue,
+// claims stay large; while claims keep finding several messages, they come
+// at most every Pace, so one claim takes what arrived meanwhile, and a
+// message that arrives alone is claimed at once. Between claims from the start of the queue,
 // at least every FullScanEvery, a claim starts at the claim-order key of
 // the last message claimed (the frontier), minus FrontierSlack for rows
 // committed out of order; see the claim function's comment in the schema.

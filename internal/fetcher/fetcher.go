@@ -163,10 +163,13 @@ func (f *Fetcher) Run(ctx, abort context.Context) {
 				return
 			}
 			poll.Reset(f.cfg.PollInterval)
-			// Messages trickling in: claim at most every Pace, so that a
-			// claim takes the few that arrived meanwhile. Not after a claim
-			// that found nothing: a message after a quiet spell goes at once.
-			if wait := Pace - time.Since(lastClaim); wait > 0 && lastFound > 0 && !backoff.Sleep(ctx, wait) {
+			// Messages arriving faster than claims (the last claim found
+			// several): claim at most every Pace, so that a claim takes the
+			// few that arrived meanwhile. Not after a claim that found one
+			// message or none: messages that come one at a time go at once
+			// (pacing them only delays each one; it cost W3's pickup p99 a
+			// third).
+			if wait := Pace - time.Since(lastClaim); wait > 0 && lastFound > 1 && !backoff.Sleep(ctx, wait) {
 				return
 			}
 		} else if free < f.cfg.MaxBatch {

@@ -140,3 +140,20 @@ func TestSlotsPanicOnOverRelease(t *testing.T) {
 	}()
 	s.Release(1)
 }
+
+// While claims keep finding several messages, a wake-up is answered no
+// sooner than Pace after the last claim, so that the next claim takes what
+// arrived meanwhile.
+func TestClaimsFindingSeveralArePaced(t *testing.T) {
+	slots := NewSlots(10)
+	f, calls := run(t, slots, 10, func(n int) Result {
+		return Result{Claimed: 2, Last: Key{VisibleAt: time.Now()}}
+	})
+	first := next(t, calls)
+	slots.Release(2)
+	f.Wake()
+	second := next(t, calls)
+	if gap := second.at.Sub(first.at); gap < Pace {
+		t.Fatalf("the claim after one that found two came %v after it, want at least Pace (%v)", gap, Pace)
+	}
+}
