@@ -254,20 +254,14 @@ func (e *Executor[T]) run(w *worker[T], t *Task[T]) {
 		w.timer.Stop()
 		w.cur.Store(nil)
 	}
-	o := Outcome{Took: took}
-	switch cause := context.Cause(t.ctx); {
-	case cause == nil:
-	case e.cfg.TimeoutCause != nil && errors.Is(cause, e.cfg.TimeoutCause):
-		if err != nil && !errors.Is(err, e.cfg.TimeoutCause) {
-			err = fmt.Errorf("%w after %v: %w", e.cfg.TimeoutCause, e.cfg.Timeout, err)
-		}
-	case e.cfg.LeaseLostCause != nil && errors.Is(cause, e.cfg.LeaseLostCause):
-		o.LeaseLost = true
-	default:
-		// Cancelled by CancelAll (stop) or the parent.
-		o.Cancelled = true
+	// The timeout cancels the task's own context here; in a batch it
+	// cancels the batch's.
+	cause := context.Cause(t.ctx)
+	timedOut := e.cfg.TimeoutCause != nil && errors.Is(cause, e.cfg.TimeoutCause)
+	if timedOut {
+		cause = nil
 	}
-	o.Err = err
+	o := e.outcome(cause, timedOut, err, took)
 	e.mu.Lock()
 	e.forgetLocked(t)
 	t.done = true
@@ -329,22 +323,32 @@ func (e *Executor[T]) runBatch(w *worker[T], ts []*Task[T]) {
 	e.mu.Unlock()
 	b.cancel(nil)
 	for i, t := range live {
-		err := errs[i]
-		o := Outcome{Took: took}
-		switch cause := context.Cause(t.ctx); {
-		case cause == nil:
-			if timedOut && err != nil && !errors.Is(err, e.cfg.TimeoutCause) {
-				err = fmt.Errorf("%w after %v: %w", e.cfg.TimeoutCause, e.cfg.Timeout, err)
-			}
-		case e.cfg.LeaseLostCause != nil && errors.Is(cause, e.cfg.LeaseLostCause):
-			o.LeaseLost = true
-		default:
-			o.Cancelled = true
-		}
-		o.Err = err
+		o := e.outcome(context.Cause(t.ctx), timedOut, errs[i], took)
 		t.cancel(nil)
 		e.cfg.Done(t, o)
 	}
+}
+
+// outcome is how a run ended: cause is what cancelled the task's context
+// other than the timeout (nil: nothing), timedOut whether the run's
+// timeout passed, err what the handler returned for it. An error after a
+// timeout says so; a lost lease and a stop are reported as such whatever
+// the handler returned.
+func (e *Executor[T]) outcome(cause error, timedOut bool, err error, took time.Duration) Outcome {
+	o := Outcome{Took: took}
+	switch {
+	case cause == nil:
+		if timedOut && err != nil && !errors.Is(err, e.cfg.TimeoutCause) {
+			err = fmt.Errorf("%w after %v: %w", e.cfg.TimeoutCause, e.cfg.Timeout, err)
+		}
+	case e.cfg.LeaseLostCause != nil && errors.Is(cause, e.cfg.LeaseLostCause):
+		o.LeaseLost = true
+	default:
+		// Cancelled by CancelAll (stop) or the parent.
+		o.Cancelled = true
+	}
+	o.Err = err
+	return o
 }
 
 // invokeBatch calls HandleBatch and returns exactly one error per message:
