@@ -2,12 +2,15 @@ package pgflow_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgflow-go/pgflow"
 	"github.com/pgflow-go/pgflow/pgflowtest"
@@ -162,3 +165,31 @@ func (w *logWatch) Handle(_ context.Context, r slog.Record) error {
 
 func (w *logWatch) WithAttrs([]slog.Attr) slog.Handler { return w }
 func (w *logWatch) WithGroup(string) slog.Handler      { return w }
+
+// observer counts rows of pgflow_messages through a connection of its own,
+// so that polling does not compete with the client's heartbeat for a pool
+// of one connection (PGFLOW_TEST_MAX_CONNS=1).
+type observer struct {
+	t      testing.TB
+	pool   *pgxpool.Pool
+	schema string
+}
+
+func newObserver(t testing.TB, db *pgflowtest.DB) *observer {
+	return &observer{t: t, pool: pgflowtest.NewPoolOn(t, db, 1), schema: db.Schema}
+}
+
+func (o *observer) count(where string, args ...any) int {
+	o.t.Helper()
+	n, err := o.tryCount(where, args...)
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	return n
+}
+
+func (o *observer) tryCount(where string, args ...any) (int, error) {
+	var n int
+	err := o.pool.QueryRow(context.Background(), fmt.Sprintf(`SELECT count(*) FROM %q.pgflow_messages WHERE `, o.schema)+where, args...).Scan(&n)
+	return n, err
+}

@@ -10,39 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/pgflow-go/pgflow"
 	"github.com/pgflow-go/pgflow/pgflowtest"
 )
-
-// observer counts rows of pgflow_messages through a connection of its own,
-// so that polling does not compete with the client's heartbeat for a pool
-// of one connection (PGFLOW_TEST_MAX_CONNS=1).
-type observer struct {
-	t      testing.TB
-	pool   *pgxpool.Pool
-	schema string
-}
-
-func newObserver(t testing.TB, db *pgflowtest.DB) *observer {
-	return &observer{t: t, pool: pgflowtest.NewPoolOn(t, db, 1), schema: db.Schema}
-}
-
-func (o *observer) count(where string, args ...any) int {
-	o.t.Helper()
-	n, err := o.tryCount(where, args...)
-	if err != nil {
-		o.t.Fatal(err)
-	}
-	return n
-}
-
-func (o *observer) tryCount(where string, args ...any) (int, error) {
-	var n int
-	err := o.pool.QueryRow(context.Background(), fmt.Sprintf(`SELECT count(*) FROM %q.pgflow_messages WHERE `, o.schema)+where, args...).Scan(&n)
-	return n, err
-}
 
 // gate is a handler that blocks each delivery until the test lets one go
 // (next) or all (open), recording the order in which deliveries started.
@@ -142,13 +112,12 @@ func TestPrefetchHoldsAtMostWorkersPlusPrefetch(t *testing.T) {
 	// A sampler watches the bound throughout.
 	var most atomic.Int64
 	sampleCtx, stopSampling := context.WithCancel(ctx)
-	sampler := pgflowtest.NewPoolOn(t, db, 1)
+	sampler := newObserver(t, db)
 	sampled := make(chan struct{})
 	go func() {
 		defer close(sampled)
 		for sampleCtx.Err() == nil {
-			var n int
-			if err := sampler.QueryRow(sampleCtx, fmt.Sprintf(`SELECT count(*) FROM %q.pgflow_messages WHERE status = 'processing'`, db.Schema)).Scan(&n); err == nil && int64(n) > most.Load() {
+			if n, err := sampler.tryCount("status = 'processing'"); err == nil && int64(n) > most.Load() {
 				most.Store(int64(n))
 			}
 			for _, s := range c.ConsumerStats() {
