@@ -19,6 +19,20 @@ type result struct {
 	o Outcome
 }
 
+// startExec starts an executor with cfg whose outcomes go to the returned
+// channel, and closes it when the test ends.
+func startExec(t *testing.T, cfg Config[string]) (*Executor[string], <-chan result) {
+	t.Helper()
+	results := make(chan result, 16)
+	cfg.Done = func(t *Task[string], o Outcome) { results <- result{t, o} }
+	e := New(context.Background(), cfg)
+	t.Cleanup(func() {
+		e.Close()
+		e.Wait(context.Background())
+	})
+	return e, results
+}
+
 func newExec(t *testing.T, workers int, timeout time.Duration, handle func(ctx context.Context, msg string) error) (*Executor[string], <-chan result, <-chan *Task[string]) {
 	t.Helper()
 	results := make(chan result, 16)
@@ -220,19 +234,13 @@ func BenchmarkRun(b *testing.B) {
 func TestTakeBackTakesOnlyWaitingTasks(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan string, 4)
-	results := make(chan result, 4)
-	e := New(context.Background(), Config[string]{
+	e, results := startExec(t, Config[string]{
 		Workers: 1, Capacity: 3,
 		Handle: func(ctx context.Context, msg string) error {
 			started <- msg
 			<-release
 			return nil
 		},
-		Done: func(t *Task[string], o Outcome) { results <- result{t, o} },
-	})
-	t.Cleanup(func() {
-		e.Close()
-		e.Wait(context.Background())
 	})
 	e.Submit(&Task[string]{ID: 1, Token: 11, Msg: "running"})
 	if m := await(t, started); m != "running" {
@@ -281,8 +289,7 @@ func TestTakeBackTakesOnlyWaitingTasks(t *testing.T) {
 func TestTaskPastItsLeaseIsSkipped(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan string, 4)
-	results := make(chan result, 4)
-	e := New(context.Background(), Config[string]{
+	e, results := startExec(t, Config[string]{
 		Workers: 1, Capacity: 3, LeaseLostCause: errLost,
 		Lease: func() time.Duration { return time.Hour },
 		Handle: func(ctx context.Context, msg string) error {
@@ -292,11 +299,6 @@ func TestTaskPastItsLeaseIsSkipped(t *testing.T) {
 			}
 			return nil
 		},
-		Done: func(t *Task[string], o Outcome) { results <- result{t, o} },
-	})
-	t.Cleanup(func() {
-		e.Close()
-		e.Wait(context.Background())
 	})
 	e.Submit(&Task[string]{ID: 1, Token: 11, Msg: "running"})
 	await(t, started)
@@ -335,8 +337,7 @@ func TestRedeliveryOfAWaitingTaskStaysInFlight(t *testing.T) {
 	release, hold := make(chan struct{}), make(chan struct{})
 	var unhold sync.Once
 	started := make(chan string, 4)
-	results := make(chan result, 4)
-	e := New(context.Background(), Config[string]{
+	e, results := startExec(t, Config[string]{
 		Workers: 1, Capacity: 3,
 		Handle: func(ctx context.Context, msg string) error {
 			started <- msg
@@ -347,13 +348,8 @@ func TestRedeliveryOfAWaitingTaskStaysInFlight(t *testing.T) {
 			}
 			return nil
 		},
-		Done: func(t *Task[string], o Outcome) { results <- result{t, o} },
 	})
-	t.Cleanup(func() {
-		unhold.Do(func() { close(hold) })
-		e.Close()
-		e.Wait(context.Background())
-	})
+	t.Cleanup(func() { unhold.Do(func() { close(hold) }) })
 	e.Submit(&Task[string]{ID: 1, Token: 11, Msg: "blocker"})
 	if m := await(t, started); m != "blocker" {
 		t.Fatalf("started %q", m)
